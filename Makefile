@@ -1,0 +1,34 @@
+# cover-id: `make demo` and `make test` work on a fresh machine (they create .venv first).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/make_examples.py
+	$(VENV)/bin/cover-id index --refs examples/covers --out examples/index --encoder local
+	$(VENV)/bin/cover-id info examples/index
+	$(VENV)/bin/cover-id identify examples/photos --index examples/index
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/index_speed.py
+	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/latency.py
+
+clean:
+	rm -rf $(VENV) examples/index .pytest_cache

@@ -1,0 +1,3 @@
+from cover_id.cli import main
+
+main()

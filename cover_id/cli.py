@@ -1,0 +1,114 @@
+"""The ``cover-id`` command line.
+
+Subcommands are entry points in the ``cover_id.commands`` group and are only
+imported when they run: ``cover-id --help`` lists them from the short help
+below (or the entry point's target for third-party commands) without
+importing any of them, so it never pulls in torch, cv2, faiss or numpy.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from cover_id import __version__
+from cover_id.errors import CoverIdError
+
+BUILTIN_HELP = {
+    "index": "Embed a folder or catalog of reference images into an index.",
+    "identify": "Identify which reference each photo shows.",
+    "verify": "Measure how reliably an index tells its references apart.",
+    "train": "Train a projection head that separates the references better.",
+    "serve": "Run the HTTP service and web page.",
+    "info": "Show what an index holds.",
+    "plugins": "List installed commands, encoders, detectors and re-rankers.",
+}
+ORDER = ["index", "identify", "verify", "train", "serve", "info", "plugins"]
+
+
+class LazyGroup(TyperGroup):
+    """A click group whose commands are entry points, loaded on first use."""
+
+    def _entry_points(self) -> dict[str, Any]:
+        from cover_id.plugins import available
+
+        return available("commands")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(self._entry_points())
+        return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        eps = self._entry_points()
+        if cmd_name not in eps:
+            return None
+        target = eps[cmd_name].load()
+        command = typer.main.get_command(target) if isinstance(target, typer.Typer) else target
+        command.name = cmd_name
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name, ep in sorted(self._entry_points().items(), key=lambda kv: self.list_commands(ctx).index(kv[0])):
+            rows.append((name, BUILTIN_HELP.get(name, f"(plugin {ep.value})")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    help="cover-id: tell which item of your collection a photo shows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cover-id {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML settings file (default: ./cover-id.yaml if present)."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """cover-id: tell which item of your collection a photo shows."""
+    from cover_id.config import set_config_path
+
+    set_config_path(config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: user errors become one line on stderr and exit 2."""
+    try:
+        app(args=argv, prog_name="cover-id", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except CoverIdError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Built-in subcommands; each module is imported only when its command runs."""

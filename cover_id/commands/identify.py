@@ -1,0 +1,15 @@
+"""`cover-id identify` (not built yet)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def identify() -> None:
+    """Not built yet."""
+    from cover_id.errors import CoverIdError
+
+    raise CoverIdError("'cover-id identify' is not built yet in this version")

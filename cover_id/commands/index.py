@@ -1,0 +1,60 @@
+"""``cover-id index``: embed a folder or catalog of references into an index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def index(
+    refs: Optional[Path] = typer.Option(None, "--refs", help="Folder of reference images (searched recursively)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="JSON Lines catalog instead of --refs."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to create or update."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="auto (default), clip or local."),
+    model: Optional[str] = typer.Option(None, "--model", help="open_clip model name (clip encoder)."),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained", help="Weights: an open_clip tag, hf-hub:org/name, a local file, or 'none'."
+    ),
+    projection: Optional[Path] = typer.Option(None, "--projection", help="Projection head from `cover-id train`."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Re-embed everything instead of only new/changed files."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device for clip (cpu, cuda)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table, just the summary line."),
+) -> None:
+    """Embed every reference image, save vectors, FAISS index, manifest and keypoints."""
+    from rich.console import Console
+
+    from cover_id.config import load_settings
+    from cover_id.indexer import build_index
+
+    settings = load_settings(
+        {"encoder": encoder, "model": model, "pretrained": pretrained, "device": device, "threads": threads}
+    )
+    err = Console(stderr=True)
+    report = build_index(
+        out, refs=refs, metadata=metadata, settings=settings, projection_path=projection,
+        rebuild=rebuild, show_progress=not quiet,
+    )  # fmt: skip
+    if report.notice:
+        err.print(f"[yellow]note:[/] {report.notice}")
+    console = Console()
+    if report.skipped and not quiet:
+        console.print(f"[yellow]skipped {len(report.skipped)}:[/]")
+        for s in report.skipped:
+            console.print(f"  {s.filename}: {s.reason}", markup=False, highlight=False)
+    if report.duplicates and not quiet:
+        console.print(f"[yellow]exact duplicates {len(report.duplicates)}:[/]")
+        for a, b in report.duplicates:
+            console.print(f"  {a} = {b}", markup=False, highlight=False)
+    rate = f", {report.images_per_second:.1f} images/s" if report.embedded else ""
+    console.print(
+        f"[green]indexed {report.indexed}[/] references into {report.out} with '{report.encoder}' "
+        f"(embedded {report.embedded}, reused {report.reused}, removed {report.removed}, "
+        f"skipped {len(report.skipped)}, duplicates {len(report.duplicates)}) in {report.seconds:.1f}s{rate}",
+        highlight=False,
+    )

@@ -1,0 +1,44 @@
+"""Thread counts, set once per process before heavy work.
+
+On small machines torch, OpenCV and FAISS each default to one thread per core
+and then fight each other; oversubscription costs up to 10x. Every command
+calls :func:`set_threads` before it loads models.
+"""
+
+from __future__ import annotations
+
+import os
+
+_done: int | None = None
+
+
+def thread_count(requested: int | None = 0) -> int:
+    cores = os.cpu_count() or 1
+    return cores if not requested or requested <= 0 else min(int(requested), cores)
+
+
+def set_threads(requested: int | None = 0) -> int:
+    """Give torch, OpenCV and FAISS the same explicit thread budget."""
+    global _done
+    n = thread_count(requested)
+    if _done == n:
+        return n
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    import cv2
+
+    cv2.setNumThreads(n)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
+    import sys
+
+    if "torch" in sys.modules:  # never import torch just to configure it
+        import torch
+
+        torch.set_num_threads(n)
+    _done = n
+    return n

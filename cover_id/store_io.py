@@ -1,0 +1,75 @@
+"""Atomic file and folder writes: a crash or Ctrl-C never leaves half an index."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh empty folder beside ``target`` to build a new version in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE) where the OS has it."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def publish_dir(staged: Path, target: Path) -> None:
+    """Make ``staged`` become ``target`` in one step; the old version is removed after."""
+    if not target.exists():
+        os.rename(staged, target)
+        return
+    if _exchange(staged, target):
+        shutil.rmtree(staged, ignore_errors=True)  # staged now holds the old version
+        return
+    # Fallback: two renames; recover_dir() finishes the job if we die in between.
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    os.rename(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """If a fallback publish died between its two renames, put the old version back."""
+    old = target.parent / f".{target.name}.old"
+    if not target.exists() and old.exists():
+        os.rename(old, target)
+
+
+def discard(staged: Path) -> None:
+    shutil.rmtree(staged, ignore_errors=True)
