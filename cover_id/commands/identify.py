@@ -1,15 +1,131 @@
-"""`cover-id identify` (not built yet)."""
+"""``cover-id identify``: which reference does each photo show?"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(add_completion=False)
 
+CSV_COLUMNS = ["input", "decision", "match_id", "match_name", "filename", "geom_score", "inliers", "cosine", "strategy", "error"]
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def identify() -> None:
-    """Not built yet."""
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to their images (recursively, sorted)."""
     from cover_id.errors import CoverIdError
+    from cover_id.imageio import is_image_path
 
-    raise CoverIdError("'cover-id identify' is not built yet in this version")
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q))
+            if not found:
+                raise CoverIdError(f"no images in folder {p}")
+            out.extend(found)
+        else:
+            out.append(p)  # a missing or bad file is reported per photo, not fatal
+    return out
+
+
+def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> Optional[Path]:
+    if base is None:
+        return None
+    if not many:
+        return base
+    base.mkdir(parents=True, exist_ok=True)
+    return base / f"{photo.stem}_{suffix}.jpg"
+
+
+def _print(console, r: dict) -> None:
+    style = {"accept": "green", "review": "yellow", "reject": "red", "error": "red"}
+    if "error" in r:
+        console.print(f"[red]✗[/] {r['input']}: {r['error']}", highlight=False)
+        return
+    entries = r["covers"] if r.get("multi") else [r]
+    if r.get("multi"):
+        console.print(f"[bold]{r['input']}[/]: {r['count']} cover(s) recognised  ({r['timings_ms']['total']:.0f} ms)", highlight=False)
+    for e in entries:
+        d = e["decision"]
+        m = e.get("match")
+        what = f"{m['name']} [dim]({m['id']}, {m['filename']})[/]" if m else "nothing"
+        if d == "reject" and m:
+            what = f"not in the collection [dim](closest: {m['name']})[/]"
+        head = "  •" if r.get("multi") else f"[bold]{r['input']}[/]:"
+        console.print(
+            f"{head} [{style[d]}]{d.upper()}[/] {what}  geom {e['geom_score']:.2f}, {e['inliers']} inliers, "
+            f"cos {e['cosine'] if e['cosine'] is not None else 0:.2f} via {e['strategy']}"
+            + ("" if r.get("multi") else f"  ({r['timings_ms']['total']:.0f} ms)"),
+            highlight=False,
+        )
+        for a in e.get("alternatives", [])[:3] if d != "accept" else []:
+            console.print(f"      or {a['name']} ({a['id']}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}", highlight=False)
+
+
+@app.command()
+def identify(
+    photos: list[Path] = typer.Argument(..., help="Photos and/or folders of photos."),
+    index: Path = typer.Option(..., "--index", "-i", help="Index folder from `cover-id index`."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines on stdout: one object per photo, in order."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write a CSV summary here."),
+    multi: bool = typer.Option(False, "--multi", help="Report every recognised cover in each photo."),
+    export_crop: Optional[Path] = typer.Option(None, "--export-crop", help="Write the rectified crop (a folder for many photos)."),
+    export_debug: Optional[Path] = typer.Option(None, "--export-debug", help="Write the quad overlay (a folder for many photos)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Candidates retrieved per variant (default 25)."),
+    accept_score: Optional[float] = typer.Option(None, "--accept-score", help="Geometric score needed to accept."),
+    review_score: Optional[float] = typer.Option(None, "--review-score", help="Geometric score needed for review."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", help="Photos are processed at most this large (px)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+) -> None:
+    """Find the cover in each photo, rectify it, retrieve, verify geometrically, decide."""
+    import csv
+    import json
+    import sys
+
+    from rich.console import Console
+
+    from cover_id.config import load_settings
+    from cover_id.pipeline import Identifier
+    from cover_id.progress import progress
+
+    settings = load_settings(
+        {"top_k": top_k, "accept_score": accept_score, "review_score": review_score, "max_side": max_side, "threads": threads}
+    )
+    sources = expand_inputs(photos)
+    identifier = Identifier.from_index(index, settings)
+    many = len(sources) > 1
+    console = Console()
+    rows = []
+    failures = 0
+    show_bar = many and not as_json and sys.stderr.isatty()
+    with progress(len(sources), "identifying", show_bar) as advance:
+        for src in sources:
+            [r] = identifier.identify_many(
+                [src], multi=multi,
+                export_crop=_export_path(export_crop, src, many, "crop"),
+                export_debug=_export_path(export_debug, src, many, "debug"),
+            )  # fmt: skip
+            failures += "error" in r
+            if as_json:
+                sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            else:
+                _print(console, r)
+            rows.append(r)
+            advance()
+    if csv_path is not None:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, CSV_COLUMNS)
+            w.writeheader()
+            for r in rows:
+                for e in (r["covers"] if r.get("multi") else [r]) or [{}]:
+                    m = e.get("match") or {}
+                    w.writerow({
+                        "input": r["input"], "decision": e.get("decision", r.get("decision")),
+                        "match_id": m.get("id"), "match_name": m.get("name"), "filename": m.get("filename"),
+                        "geom_score": e.get("geom_score"), "inliers": e.get("inliers"), "cosine": e.get("cosine"),
+                        "strategy": e.get("strategy"), "error": r.get("error"),
+                    })  # fmt: skip
+    if failures:  # the batch went on; the exit code still tells
+        raise typer.Exit(2 if failures == len(sources) else 1)
