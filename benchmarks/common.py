@@ -1,0 +1,57 @@
+"""Shared set-up for the benchmarks: the DVD data and an index of it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DVD = ROOT.parent / "shared" / "data" / "dvd-covers"
+CACHE = ROOT / ".cache" / "bench"
+
+
+def require_data() -> Path:
+    if not (DVD / "references").is_dir():
+        sys.exit(f"benchmark data not found at {DVD}")
+    return DVD
+
+
+def refs_folder(with_distractors: bool = True) -> Path:
+    """references/ (+ distractors/) linked into one folder, so one index holds both."""
+    dvd = require_data()
+    out = CACHE / ("refs_all" if with_distractors else "refs_only")
+    for sub in ["references"] + (["distractors"] if with_distractors else []):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((dvd / sub).iterdir()):
+            link = out / sub / f.name
+            if not link.exists():
+                os.symlink(f, link)
+    return out
+
+
+def dvd_index(encoder: str = "local", rebuild: bool = False) -> Path:
+    """Build (once) and return the index of references + distractors."""
+    from cover_id.indexer import build_index
+
+    out = CACHE / f"index_{encoder}"
+    if rebuild or not (out / "manifest.json").is_file():
+        settings = {"encoder": encoder, "threads": 2}
+        if encoder == "clip":
+            settings["pretrained"] = None
+        build_index(out, refs=refs_folder(), settings=settings, show_progress=True, rebuild=rebuild)
+    return out
+
+
+def truth() -> list[tuple[Path, str]]:
+    """(photo path, reference filename relative to the index root) pairs."""
+    dvd = require_data()
+    with open(dvd / "truth.csv", newline="") as f:
+        return [(dvd / row["photo"], row["reference"]) for row in csv.DictReader(f)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
