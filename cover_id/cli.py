@@ -93,7 +93,9 @@ def root(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors become one line on stderr and exit 2."""
     try:
-        app(args=argv, prog_name="cover-id", standalone_mode=False)
+        rc = app(args=argv, prog_name="cover-id", standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -22,7 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "threads": 0,  # 0: all cores, but never more than os.cpu_count()
     # identify
-    "top_k": 25,
+    "top_k": 25,  # candidates retrieved per view (FAISS) and by descriptor votes
+    "rerank_k": 15,  # of those, how many are verified geometrically (rank-fused)
     "max_side": 1024,
     "accept_score": None,  # None: the index's calibration, else built-in defaults
     "review_score": None,

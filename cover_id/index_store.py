@@ -8,6 +8,7 @@ Layout (every file is replaced together, atomically, on save)::
     references.jsonl    every reference's record (id, name, filename, catalog fields)
     keypoints.npz       RootSIFT keypoints of every reference, for geometric re-ranking
     encoder_state.npz   state the encoder learned from the references (local codebook)
+    voter.npz           every reference descriptor in a FAISS index, for vote shortlisting
     projection.npz      projection head applied after the encoder, if any
 """
 
@@ -58,8 +59,10 @@ class IndexStore:
     encoder_state: "dict[str, np.ndarray]" = field(default_factory=dict)
     projection: "Projection | None" = None
     raw: "np.ndarray | None" = None  # encoder vectors before the projection head (None: no head)
+    voter_state: "dict[str, np.ndarray]" = field(default_factory=dict)
     path: Path | None = None
     _faiss: Any = None
+    _voter: Any = None
     _by_id: dict[str, int] | None = None
 
     # ---- reading -----------------------------------------------------------------
@@ -95,6 +98,10 @@ class IndexStore:
             if (path / "encoder_state.npz").is_file():
                 with np.load(path / "encoder_state.npz", allow_pickle=False) as z:
                     state = {k: z[k] for k in z.files}
+            voter_state: dict[str, np.ndarray] = {}
+            if (path / "voter.npz").is_file():
+                with np.load(path / "voter.npz", allow_pickle=False) as z:
+                    voter_state = {k: z[k] for k in z.files}
             projection = None
             if (path / "projection.npz").is_file():
                 with np.load(path / "projection.npz", allow_pickle=False) as z:
@@ -103,7 +110,7 @@ class IndexStore:
             raise CoverIdError(f"{path}: index files are damaged ({exc}); rebuild with `cover-id index --rebuild`") from None
         if not (len(embeddings) == len(records) == len(features)):
             raise CoverIdError(f"{path}: index files disagree on the number of references; rebuild it")
-        store = cls(manifest, embeddings, records, features, state, projection, raw, path)
+        store = cls(manifest, embeddings, records, features, state, projection, raw, voter_state, path)
         faiss_path = path / "faiss.index"
         if faiss_path.is_file():
             import faiss
@@ -144,6 +151,19 @@ class IndexStore:
             self._faiss = _faiss_index(self.embeddings, kind)
             self.manifest["faiss"] = {"type": kind}
         return self._faiss
+
+    def voter(self):
+        """The descriptor-vote shortlister over every reference keypoint (built on demand)."""
+        from cover_id.encoders.local import DescriptorVoter
+
+        if self._voter is None or self._voter.n_refs != self.size:
+            voter = DescriptorVoter()
+            if self.voter_state and int(self.voter_state["voter_n_refs"][0]) == self.size:
+                voter.load_state(self.voter_state)
+            else:
+                voter.fit(self.features)
+            self._voter = voter
+        return self._voter
 
     def search(self, vectors: "np.ndarray", k: int) -> "tuple[np.ndarray, np.ndarray]":
         """Top-k (scores, indices) for each row; missing neighbours are dropped by the caller (-1)."""
@@ -198,11 +218,14 @@ class IndexStore:
             raise CoverIdError(f"a reference with id '{record['id']}' already exists")
         raw = np.asarray(raw, dtype=np.float32).reshape(1, -1)
         vector = self.embed(raw)
+        voter = self.voter() if self.size else None
         if self.raw is not None:
             self.raw = np.vstack([self.raw, raw])
         self.embeddings = np.vstack([self.embeddings, vector.reshape(1, -1).astype(np.float32)])
         self.records.append(record)
         self.features.append(features)
+        if voter is not None:
+            voter.add([features])
         self.manifest.setdefault("files", {})[record["filename"]] = sha256
         self._by_id = None
         if self._faiss is not None and self.manifest.get("faiss", {}).get("type") == "flat":
@@ -216,6 +239,7 @@ class IndexStore:
         i = self.index_of(ref_id)
         if i is None:
             raise CoverIdError(f"no reference with id '{ref_id}'")
+        voter = self.voter()
         record = self.records.pop(i)
         self.features.pop(i)
         self.embeddings = np.delete(self.embeddings, i, axis=0)
@@ -224,10 +248,11 @@ class IndexStore:
         self.manifest.get("files", {}).pop(record["filename"], None)
         self._by_id = None
         self._faiss = None
+        voter.remove(i)
         return record
 
     def copy(self) -> "IndexStore":
-        """A shallow copy that can be changed without disturbing readers of this one."""
+        """A copy that can be changed without disturbing readers of this one."""
         import copy
 
         return IndexStore(
@@ -238,6 +263,7 @@ class IndexStore:
             encoder_state=self.encoder_state,
             projection=self.projection,
             raw=None if self.raw is None else self.raw.copy(),
+            voter_state=self.voter().state() if self.size else {},
             path=self.path,
         )
 
@@ -275,6 +301,9 @@ class IndexStore:
                 np.savez(staged / "encoder_state.npz", **self.encoder_state)
             if self.projection is not None:
                 np.savez(staged / "projection.npz", **self.projection.to_arrays())
+            if self.size:
+                self.voter_state = self.voter().state()
+                np.savez(staged / "voter.npz", **self.voter_state)
             faiss.write_index(index, str(staged / "faiss.index"))
             (staged / "manifest.json").write_text(json.dumps(self.manifest, indent=2, ensure_ascii=False))
             for f in staged.iterdir():  # data on disk before the swap makes it visible

@@ -33,6 +33,122 @@ N_ALTERNATIVES = 5
 MAX_QUADS = 6  # --multi looks for at most this many covers
 
 
+class _View:
+    """One way of looking at the photo: the whole of it, or the rectified cover.
+
+    Every view shares the photo's single RootSIFT pass: ``feats`` are the
+    keypoints inside the view, in view coordinates; ``local`` maps each photo
+    keypoint to its index in the view (-1 outside); ``to_photo`` maps view
+    pixels back to the processed photo.
+    """
+
+    def __init__(self, name: str, feats: "Features", local: "np.ndarray", to_photo: "np.ndarray", make_image: Any) -> None:
+        self.name, self.feats, self.local, self.to_photo, self._make_image = name, feats, local, to_photo, make_image
+
+    def image(self) -> "np.ndarray":
+        return self._make_image()
+
+    @classmethod
+    def whole(cls, feats: "Features", image: "np.ndarray") -> "_View":
+        import numpy as np
+
+        return cls("full", feats, np.arange(len(feats)), np.eye(3), lambda: image)
+
+    @classmethod
+    def crop(cls, full: "_View", image: "np.ndarray", quad: Any) -> "_View":
+        """Keypoints inside the quad, carried into the rectified cover's frame."""
+        import cv2
+        import numpy as np
+
+        from cover_id.detectors.quad import rectify, rectify_transform
+        from cover_id.features import Features
+
+        matrix, (w, h) = rectify_transform(quad.corners)
+        xy = full.feats.xy
+        mapped = cv2.perspectiveTransform(xy.reshape(-1, 1, 2).astype(np.float64), matrix).reshape(-1, 2) if len(xy) else xy
+        inside = (mapped[:, 0] >= 0) & (mapped[:, 0] < w) & (mapped[:, 1] >= 0) & (mapped[:, 1] < h) if len(xy) else np.zeros(0, bool)
+        idx = np.flatnonzero(inside)
+        local = np.full(len(xy), -1, np.int64)
+        local[idx] = np.arange(len(idx))
+        feats = Features(mapped[idx].astype(np.float32), full.feats.desc[idx], (w, h))
+        return cls("crop", feats, local, np.linalg.inv(matrix), lambda: rectify(image, quad.corners))
+
+    def subset(self, keep: "np.ndarray") -> "_View":
+        """The same view restricted to some keypoints (--multi explains matched covers away)."""
+        import numpy as np
+
+        from cover_id.features import Features
+
+        idx = np.flatnonzero(keep)
+        local = np.full(len(self.feats), -1, np.int64)
+        local[idx] = np.arange(len(idx))
+        feats = Features(self.feats.xy[idx], self.feats.desc[idx], self.feats.size)
+        return _View(self.name, feats, local, self.to_photo, self._make_image)
+
+
+def _fuse(rankings: list[list[int]], limit: int, k: float = 10.0) -> list[int]:
+    """Reciprocal-rank fusion of several candidate lists; the best ``limit``."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, i in enumerate(ranking):
+            score[i] = score.get(i, 0.0) + 1.0 / (k + rank)
+    return sorted(score, key=lambda i: -score[i])[:limit]
+
+
+def _outline(store: "IndexStore", m: "GeomMatch") -> "np.ndarray | None":
+    pts = _project(m.homography, store.features[m.ref_index].size)
+    return None if pts is None else __import__("numpy").float32(pts)
+
+
+def _rival(store: "IndexStore", best: "GeomMatch | None", others: "list[GeomMatch]") -> "GeomMatch | None":
+    """The strongest other candidate competing for the same place in the photo.
+
+    A second cover elsewhere in the photo (two DVDs on a table) is no reason to
+    doubt the first: only candidates whose outline overlaps the best's count.
+    """
+    if best is None or best.homography is None:
+        return others[0] if others else None
+    mine = _outline(store, best)
+    for m in others:
+        if m.homography is None or mine is None:
+            return m
+        theirs = _outline(store, m)
+        if theirs is None or _iou(mine, theirs) >= 0.2:
+            return m
+    return None
+
+
+def _iou(a: "np.ndarray", b: "np.ndarray") -> float:
+    import cv2
+
+    try:
+        inter, _ = cv2.intersectConvexConvex(a, b)
+    except cv2.error:  # a non-convex outline: treat as overlapping (be cautious)
+        return 1.0
+    union = abs(cv2.contourArea(a)) + abs(cv2.contourArea(b)) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _inside(xy: "np.ndarray", outline: "np.ndarray") -> "np.ndarray":
+    import cv2
+    import numpy as np
+
+    poly = outline.reshape(-1, 1, 2).astype(np.float32)
+    return np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0 for x, y in xy], bool)
+
+
+def _best_overlap(quads: list, outline: "np.ndarray") -> Any:
+    """The detected quad that best matches a verified outline (IoU >= 0.5), if any."""
+    import numpy as np
+
+    best, best_iou = None, 0.5
+    for q in quads:
+        iou = _iou(outline.astype(np.float32), q.corners.astype(np.float32))
+        if iou > best_iou:
+            best, best_iou = q, iou
+    return best
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 1)
 
@@ -105,9 +221,12 @@ class Identifier:
         w0, _ = image_size(source)
         return image, w0 / image.shape[1]
 
-    def features(self, image: "np.ndarray") -> "Features":
+    def features(self, image: "np.ndarray", multi: bool = False) -> "Features":
+        """One RootSIFT pass; --multi looks closer (several covers share the keypoint budget)."""
         from cover_id.features import extract_features
 
+        if multi:
+            return extract_features(image, max_side=1024, max_features=3000)
         return extract_features(image)
 
     def embed(self, images: "list[np.ndarray]", feats: "list[Features]", store: "IndexStore | None" = None) -> "np.ndarray":
@@ -147,13 +266,11 @@ class Identifier:
         export_debug: Path | None = None,
     ) -> dict[str, Any]:
         """The JSON object for one photo (see the README for every field)."""
-        import numpy as np
-
         from cover_id.detectors.quad import rectify
 
         store = self.store  # one snapshot: the collection may change (serve) while we work
         t_all = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"decode": 0.0, "detect": 0.0, "features": 0.0, "embed": 0.0, "search": 0.0, "rerank": 0.0}
         label = name or (str(source) if isinstance(source, (str, Path)) else "image")
         t = time.perf_counter()
         image, back = self.read(source)
@@ -164,41 +281,21 @@ class Identifier:
         timings["detect"] = _ms(t)
 
         t = time.perf_counter()
-        full_feat = self.features(image)
-        crops = [rectify(image, q.corners) for q in quads]
-        crop_feats = [self.features(c) for c in crops]
+        full = _View.whole(self.features(image, multi), image)
         timings["features"] = _ms(t)
 
-        t = time.perf_counter()
-        vectors = self.embed(crops + [image], crop_feats + [full_feat], store)
-        timings["embed"] = _ms(t)
-
-        t = time.perf_counter()
-        k = int(self.settings["top_k"])
-        hits = self.search(vectors, k, store)
-        timings["search"] = _ms(t)
-
-        t = time.perf_counter()
-        full_cos = dict(hits[-1])
-        results = []
-        targets = list(range(len(quads))) if multi else [0]
-        for qi in targets:
-            crop_cos = dict(hits[qi]) if qi < len(quads) else {}
-            cosines = {i: max(crop_cos.get(i, -1.0), full_cos.get(i, -1.0)) for i in {**full_cos, **crop_cos}}
-            variants: dict[str, tuple[list, dict[int, float]]] = {}
-            if qi < len(quads):
-                variants["crop"] = (self._verify(store, crop_feats[qi], cosines), crop_cos)
-            if not multi or not quads:
-                variants["full"] = (self._verify(store, full_feat, cosines), full_cos)
-            quad = quads[qi] if qi < len(quads) else None
-            results.append(self._decide(store, variants, cosines, quad, crops, qi, back))
-        timings["rerank"] = _ms(t)
+        if multi:
+            results = self._identify_multi(store, image, full, quads, back, timings)
+        else:
+            views = [_View.crop(full, image, quads[0])] if quads else []
+            views.append(full)
+            results = [self._identify_views(store, full, views, quads[0] if quads else None, back, timings)]
 
         exports: dict[str, str] = {}
         if export_crop is not None:
             import cv2
 
-            crop_img = crops[0] if crops else image
+            crop_img = self._crop_for_export(image, results[0] if results else None, quads, back)
             if not cv2.imwrite(str(export_crop), crop_img):
                 raise CoverIdError(f"cannot write {export_crop}")
             exports["crop"] = str(export_crop)
@@ -209,22 +306,88 @@ class Identifier:
         h, w = image.shape[:2]
         meta = {"image_size": [round(w * back), round(h * back)], "exports": exports, "timings_ms": timings}
         if multi:
-            found = self._dedupe(results)
-            return {"input": label, "multi": True, "count": len(found), "covers": found, **meta}
+            return {"input": label, "multi": True, "count": len(results), "covers": results, **meta}
         return {"input": label, **results[0], **meta}
+
+    def _identify_views(
+        self, store: "IndexStore", photo: "_View", views: "list[_View]", quad: Any, back: float, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        """Retrieve for every view, verify the fused shortlist in every view, decide.
+
+        ``photo`` is the whole photo's view: every view's ``local`` indexes its keypoints.
+        """
+        import numpy as np
+
+        from cover_id.features import desc_float
+
+        t = time.perf_counter()
+        images = [] if hasattr(self.encoder, "encode_features") else [v.image() for v in views]
+        vectors = self.embed(images, [v.feats for v in views], store)
+        timings["embed"] += _ms(t)
+
+        t = time.perf_counter()
+        k = int(self.settings["top_k"])
+        hits = self.search(vectors, k, store)
+        widest = max(views, key=lambda v: len(v.feats))
+        votes = store.voter().shortlist(widest.feats, top=k) if store.size else []
+        rankings = [[i for i, _ in votes]] + [[i for i, _ in row] for row in hits]
+        shortlist = _fuse(rankings, int(self.settings["rerank_k"]))
+        view_cos = np.asarray(vectors, np.float32) @ store.embeddings[shortlist].T if shortlist else None
+        timings["search"] += _ms(t)
+
+        t = time.perf_counter()
+        qdesc = desc_float(photo.feats.desc)
+        per_view: list[list[Any]] = [[] for _ in views]
+        for i in shortlist:
+            matches = self.reranker.match_views(qdesc, [(v.feats, v.local) for v in views], store.features[i], i)
+            for bucket, m in zip(per_view, matches):
+                bucket.append(m)
+        for bucket in per_view:
+            bucket.sort(key=lambda m: (-m.score, -m.inliers, m.ref_index))
+        timings["rerank"] += _ms(t)
+        variants = {
+            v.name: (ranked, {i: float(view_cos[vi, j]) for j, i in enumerate(shortlist)} if shortlist else {})
+            for vi, (v, ranked) in enumerate(zip(views, per_view))
+        }
+        return self._decide(store, variants, quad, views, back)
+
+    def _identify_multi(
+        self, store: "IndexStore", image: "np.ndarray", full: "_View", quads: list, back: float, timings: dict[str, float]
+    ) -> list[dict[str, Any]]:
+        """Every recognised cover: identify, explain its keypoints away, repeat."""
+        import numpy as np
+
+        found: list[dict[str, Any]] = []
+        remaining = np.ones(len(full.feats), bool)
+        for _ in range(MAX_QUADS):
+            if remaining.sum() < 8:
+                break
+            view = full.subset(remaining)
+            r = self._identify_views(store, full, [view], None, back, timings)
+            if r["decision"] == "reject" or r["match_quad"] is None:
+                break
+            outline = np.float32(r["match_quad"]) / back
+            inside = _inside(full.feats.xy, outline)
+            if not (inside & remaining).any():
+                break
+            remaining &= ~inside
+            if r["match"]["id"] in {f["match"]["id"] for f in found}:
+                continue
+            quad = _best_overlap(quads, outline)
+            r["quad"] = [[round(float(x) * back, 1), round(float(y) * back, 1)] for x, y in quad.corners] if quad else r["match_quad"]
+            r["quad_source"] = "detector" if quad else "homography"
+            found.append(r)
+        return found
 
     def _decide(
         self,
         store: "IndexStore",
         variants: "dict[str, tuple[list[GeomMatch], dict[int, float]]]",
-        cosines: dict[int, float],
         quad: Any,
-        crops: list,
-        qi: int,
+        views: "list[_View]",
         back: float,
     ) -> dict[str, Any]:
         """Pick the variant with the stronger geometric evidence and decide."""
-        import cv2
         import numpy as np
 
         from cover_id.rerankers.geometric import decide
@@ -235,9 +398,9 @@ class Identifier:
             return (best.score, best.inliers, item[0] == "crop") if best else (0.0, 0, item[0] == "crop")
 
         ordered = sorted(variants.items(), key=strength, reverse=True)
-        strategy, (ranked, _) = ordered[0]
+        strategy, (ranked, cosines) = ordered[0]
         best = ranked[0] if ranked else None
-        second = ranked[1] if len(ranked) > 1 else None
+        second = _rival(store, best, ranked[1:])
         if best is None:
             decision = "reject"
         else:
@@ -248,28 +411,23 @@ class Identifier:
         match_quad = None
         if best is not None and best.homography is not None:
             size = store.features[best.ref_index].size
-            scale = np.diag([back, back, 1.0])
-            if strategy == "crop" and quad is not None:
-                ch, cw = crops[qi].shape[:2]
-                from cover_id.detectors.quad import order_corners
-
-                dst = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
-                to_photo = np.linalg.inv(cv2.getPerspectiveTransform(order_corners(quad.corners), dst))
-                match_quad = _project(best.homography, size, scale @ to_photo)
-            else:
-                match_quad = _project(best.homography, size, scale)
+            view = next(v for v in views if v.name == strategy)
+            match_quad = _project(best.homography, size, np.diag([back, back, 1.0]) @ view.to_photo)
         other = None
         if len(ordered) > 1:
-            o_name, (o_ranked, _) = ordered[1]
+            o_name, (o_ranked, o_cos) = ordered[1]
             o_best = o_ranked[0] if o_ranked else None
             other = {
                 "strategy": o_name,
                 "match_id": store.records[o_best.ref_index]["id"] if o_best else None,
-                "cosine": round(cosines.get(o_best.ref_index, 0.0), 4) if o_best else None,
+                "cosine": round(o_cos.get(o_best.ref_index, 0.0), 4) if o_best else None,
                 "geom_score": round(o_best.score, 4) if o_best else 0.0,
                 "inliers": o_best.inliers if o_best else 0,
             }
         alts = [self._describe(store, m, cosines) for m in ranked[1 : 1 + N_ALTERNATIVES]]
+        quad_source = "detector" if quad_pts else None
+        if quad_pts is None and match_quad is not None and decision != "reject":
+            quad_pts, quad_source = match_quad, "homography"  # no outline found: the verified one
         return {
             "decision": decision,
             "confident": decision == "accept",
@@ -280,21 +438,27 @@ class Identifier:
             "match": self._describe(store, best, cosines),
             "alternatives": alts,
             "quad": quad_pts,
+            "quad_source": quad_source,
             "match_quad": match_quad,
             "other_variant": other,
         }
 
-    @staticmethod
-    def _dedupe(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """--multi: one entry per recognised reference (the strongest), rejects dropped."""
-        best: dict[str, dict[str, Any]] = {}
-        for r in results:
-            if r["match"] is None or r["decision"] == "reject":
-                continue
-            key = r["match"]["id"]
-            if key not in best or r["geom_score"] > best[key]["geom_score"]:
-                best[key] = r
-        return sorted(best.values(), key=lambda r: -r["geom_score"])
+    def _crop_for_export(self, image: "np.ndarray", result: dict[str, Any] | None, quads: list, back: float) -> "np.ndarray":
+        """The verified outline warped upright at the reference's aspect, else the detected quad, else the photo."""
+        import cv2
+        import numpy as np
+
+        from cover_id.detectors.quad import rectify
+
+        if result and result.get("match_quad") and result["decision"] != "reject":
+            src = np.float32(result["match_quad"]) / back
+            ref = self.store.index_of(result["match"]["id"])
+            w, h = self.store.features[ref].size if ref is not None else (640, 640)
+            scale = min(1.0, 640 / max(w, h))
+            w, h = max(8, round(w * scale)), max(8, round(h * scale))
+            dst = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+            return cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h), flags=cv2.INTER_LINEAR)
+        return rectify(image, quads[0].corners) if quads else image
 
     def _write_debug(self, image: "np.ndarray", results: list[dict[str, Any]], back: float, path: Path) -> None:
         import cv2

@@ -77,7 +77,7 @@ def test_bad_files_are_skipped_with_reasons_and_duplicates_reported(covers: Path
     reasons = {s.filename: s.reason for s in report.skipped}
     assert set(reasons) == {"zero.jpg", "garbage.png", "bomb.png"}
     assert "empty" in reasons["zero.jpg"] and "too large" in reasons["bomb.png"]
-    assert report.duplicates == [("copy.jpg", "cover_000.jpg")]
+    assert report.duplicates == [("cover_000.jpg", "copy.jpg")]  # (duplicate, first seen)
     assert report.indexed == 7
 
 

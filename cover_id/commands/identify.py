@@ -41,7 +41,7 @@ def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> 
 def _print(console, r: dict) -> None:
     style = {"accept": "green", "review": "yellow", "reject": "red", "error": "red"}
     if "error" in r:
-        console.print(f"[red]✗[/] {r['input']}: {r['error']}", highlight=False)
+        console.print(f"[red]✗[/] {r['error']}", highlight=False, soft_wrap=True)
         return
     entries = r["covers"] if r.get("multi") else [r]
     if r.get("multi"):
@@ -58,6 +58,7 @@ def _print(console, r: dict) -> None:
             f"cos {e['cosine'] if e['cosine'] is not None else 0:.2f} via {e['strategy']}"
             + ("" if r.get("multi") else f"  ({r['timings_ms']['total']:.0f} ms)"),
             highlight=False,
+            soft_wrap=True,
         )
         for a in e.get("alternatives", [])[:3] if d != "accept" else []:
             console.print(f"      or {a['name']} ({a['id']}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}", highlight=False)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Quad", "QuadDetector", "order_corners", "rectify", "draw_quads", "quad_aspect"]
+__all__ = ["Quad", "QuadDetector", "order_corners", "rectify", "rectify_transform", "draw_quads", "quad_aspect"]
 
 
 @dataclass
@@ -62,10 +62,11 @@ def quad_aspect(corners: np.ndarray) -> float:
     return float((top + bottom) / max(left + right, 1e-9))
 
 
-def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> np.ndarray:
-    """Warp the quad flat: output aspect from mean opposite sides, longer side <= max_side.
+def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndarray, tuple[int, int]]:
+    """The 3x3 map from image pixels to the flat crop, and the crop's (width, height).
 
-    The output is never upscaled beyond the quad's own size in the image.
+    Output aspect from mean opposite sides, longer side <= max_side, never
+    upscaled beyond the quad's own size in the image.
     """
     c = order_corners(corners)
     c64 = c.astype(np.float64)
@@ -76,7 +77,13 @@ def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> 
     out_w = max(8, int(round(width * scale)))
     out_h = max(8, int(round(height * scale)))
     dst = np.float32([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]])
-    matrix = cv2.getPerspectiveTransform(c, dst)
+    return cv2.getPerspectiveTransform(c, dst), (out_w, out_h)
+
+
+def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> np.ndarray:
+    """Warp the quad flat (see :func:`rectify_transform` for the output size)."""
+    matrix, (out_w, out_h) = rectify_transform(corners, max_side)
+    scale = max(out_w, out_h) / max(1.0, _longest_side(corners))
     # INTER_AREA is not supported by warpPerspective; pre-blur when shrinking a lot
     # so the flat crop is not aliased.
     src = image_bgr
@@ -86,6 +93,13 @@ def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> 
     return cv2.warpPerspective(
         src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def _longest_side(corners: np.ndarray) -> float:
+    c = order_corners(corners).astype(np.float64)
+    width = (np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2
+    height = (np.linalg.norm(c[3] - c[0]) + np.linalg.norm(c[2] - c[1])) / 2
+    return max(width, height, 1.0)
 
 
 def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:

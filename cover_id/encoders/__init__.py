@@ -22,14 +22,17 @@ def resolve_encoder_name(name: str, model: str, pretrained: str | None) -> tuple
 
 
 def create_encoder(name: str, **options: Any) -> Encoder:
-    """Instantiate a registered encoder by name with only the options it accepts."""
+    """Instantiate a registered encoder by name with only the options it accepts.
+
+    ``None`` is passed through: for clip, ``pretrained=None`` means random weights.
+    """
     import inspect
 
     from cover_id.plugins import load
 
     cls = load("encoders", name)
     accepted = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    kwargs = {k: v for k, v in options.items() if k in accepted}
     return cls(**kwargs)
 
 

@@ -118,6 +118,7 @@ class ClipEncoder:
         self.device = device
         self.batch_size = batch_size
         load_from: str | None = None
+        downloading = False
         if pretrained is None:
             torch.manual_seed(0)  # random weights, but the same ones every time
             self.weights = "random:seed0"
@@ -131,7 +132,7 @@ class ClipEncoder:
                 self.weights = f"{pretrained}:{cached.name}:{_file_fingerprint(cached)}"
             elif hub_reachable():
                 load_from = pretrained  # open_clip downloads it, with a progress bar
-                self.weights = pretrained
+                downloading = True
             else:
                 raise WeightsUnavailableError(
                     f"CLIP weights {model}/{pretrained} are not in the local cache and the hub cannot be "
@@ -144,7 +145,8 @@ class ClipEncoder:
             raise CoverIdError(f"could not load CLIP weights {pretrained}: {str(exc).splitlines()[0]}") from None
         finally:
             logging.disable(logging.NOTSET)
-        if pretrained is not None and load_from == pretrained:
+        if downloading:
+            assert pretrained is not None
             found = cached_weights(model, pretrained)
             self.weights = f"{pretrained}:{found.name}:{_file_fingerprint(found)}" if found else pretrained
         net.eval()

@@ -1,0 +1,137 @@
+"""Local features: RootSIFT keypoints with compact uint8 descriptors.
+
+References and queries are described the same way; the index keeps every
+reference's keypoints (packed, see :func:`pack_features`) for geometric
+re-ranking and for fitting the ``local`` encoder's codebook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# RootSIFT components lie in [0, 1] and rarely exceed 0.5 (SIFT clips each
+# bin at 0.2 of the L2 norm before the square root); scaling by 600 and
+# clipping keeps 8 bits of precision where the values actually are.
+DESC_SCALE = 600.0
+DEFAULT_MAX_SIDE = 640
+DEFAULT_MAX_FEATURES = 1000
+
+
+@dataclass
+class Features:
+    """Keypoints of one image.
+
+    ``xy`` are pixel coordinates (N, 2) float32 in the image that was passed
+    to :func:`extract_features`; ``desc`` are RootSIFT descriptors (N, 128)
+    stored as uint8 (see :func:`desc_float`); ``size`` is that image's (w, h).
+    """
+
+    xy: np.ndarray
+    desc: np.ndarray
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+
+def empty_features(size: tuple[int, int]) -> Features:
+    return Features(
+        np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1]))
+    )
+
+
+def desc_float(desc: np.ndarray) -> np.ndarray:
+    """uint8 descriptors -> float32 RootSIFT rows (unit L2 norm up to rounding)."""
+    return np.asarray(desc, dtype=np.float32) * np.float32(1.0 / DESC_SCALE)
+
+
+def _rootsift_uint8(desc: np.ndarray) -> np.ndarray:
+    d = np.asarray(desc, dtype=np.float32)
+    d /= np.maximum(d.sum(axis=1, keepdims=True), 1e-7)
+    np.sqrt(d, out=d)
+    return np.clip(np.rint(d * DESC_SCALE), 0, 255).astype(np.uint8)
+
+
+_sift_cache: dict[int, "cv2.SIFT"] = {}
+
+
+def _sift(max_features: int) -> "cv2.SIFT":
+    sift = _sift_cache.get(max_features)
+    if sift is None:
+        sift = cv2.SIFT_create(nfeatures=max_features)
+        _sift_cache[max_features] = sift
+    return sift
+
+
+def extract_features(
+    image_bgr: np.ndarray,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_features: int = DEFAULT_MAX_FEATURES,
+) -> Features:
+    """RootSIFT on a copy downscaled to ``max_side``; coords in the input's pixels.
+
+    Keeps the ``max_features`` strongest keypoints. OpenCV's SIFT doubles the
+    image internally, so 640 px already resolves fine print on a cover.
+    """
+    if image_bgr is None or image_bgr.size == 0:
+        raise ValueError("empty image")
+    h, w = image_bgr.shape[:2]
+    gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    scale = 1.0
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    keypoints, desc = _sift(max_features).detectAndCompute(gray, None)
+    if desc is None or len(keypoints) == 0:
+        return empty_features((w, h))
+    # SIFT may return more than nfeatures on ties and duplicates orientations.
+    if len(keypoints) > max_features:
+        order = np.argsort([-k.response for k in keypoints], kind="stable")[:max_features]
+        keypoints = [keypoints[i] for i in order]
+        desc = desc[order]
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    if scale != 1.0:
+        # pixel centres: x_in + 0.5 = (x_small + 0.5) / scale
+        sx, sy = w / gray.shape[1], h / gray.shape[0]
+        xy = (xy + 0.5) * np.array([sx, sy], np.float32) - 0.5
+    return Features(xy.astype(np.float32), _rootsift_uint8(desc), (int(w), int(h)))
+
+
+def pack_features(features: list[Features]) -> dict[str, np.ndarray]:
+    """Concatenate many images' features into flat arrays (for one .npz)."""
+    counts = np.array([len(f) for f in features], dtype=np.int64)
+    offsets = np.zeros(len(features) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if features:
+        xy = np.concatenate([f.xy for f in features]).astype(np.float32)
+        desc = np.concatenate([f.desc for f in features]).astype(np.uint8)
+    else:
+        xy = np.zeros((0, 2), np.float32)
+        desc = np.zeros((0, 128), np.uint8)
+    sizes = np.array([f.size for f in features], dtype=np.int32).reshape(-1, 2)
+    return {"xy": xy, "desc": desc, "offsets": offsets, "sizes": sizes}
+
+
+def unpack_features(packed: dict[str, np.ndarray]) -> list[Features]:
+    """Inverse of :func:`pack_features`; arrays are views into the packed ones."""
+    offsets = np.asarray(packed["offsets"], dtype=np.int64)
+    xy, desc, sizes = packed["xy"], packed["desc"], packed["sizes"]
+    return [
+        Features(
+            xy[offsets[i] : offsets[i + 1]],
+            desc[offsets[i] : offsets[i + 1]],
+            (int(sizes[i][0]), int(sizes[i][1])),
+        )
+        for i in range(len(offsets) - 1)
+    ]
+
+
+def features_at(packed: dict[str, np.ndarray], i: int) -> Features:
+    """One image's features from a packed dict without unpacking the rest."""
+    a, b = int(packed["offsets"][i]), int(packed["offsets"][i + 1])
+    s = packed["sizes"][i]
+    return Features(packed["xy"][a:b], packed["desc"][a:b], (int(s[0]), int(s[1])))

@@ -1,0 +1,280 @@
+"""The served collection: one shared index, changed copy-on-write while requests run.
+
+Readers (identify, search, listing) take ``identifier.store`` once and use that
+snapshot throughout. A writer, holding the write lock, copies the current
+store, changes the copy, saves it (an atomic folder swap) and only then
+publishes it by assigning ``identifier.store``. Readers therefore never see a
+half-changed collection, and concurrent writers never lose each other's
+changes. Images added through the API are kept beside the index, in
+``<index>.added/``, because saving replaces the index folder as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from cover_id.errors import CoverIdError
+
+if TYPE_CHECKING:
+    from cover_id.index_store import IndexStore
+    from cover_id.pipeline import Identifier
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESERVED_FIELDS = ("id", "name", "filename")
+FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "HEIF": ".heic"}
+LOW_CARDINALITY = 20  # fields with at most this many distinct values get counts per value
+
+
+class NotFound(CoverIdError):
+    """No reference with that id."""
+
+
+class Conflict(CoverIdError):
+    """A reference with that id already exists."""
+
+
+class BadInput(CoverIdError):
+    """A request parameter is well-formed but not acceptable."""
+
+
+class PerThread:
+    """Give each thread its own instance of a helper whose methods keep per-call state.
+
+    OpenCV objects such as the line segment detector inside the quad detector
+    are not safe to share between threads running at the same time.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def _get(self) -> Any:
+        obj = getattr(self._local, "obj", None)
+        if obj is None:
+            obj = self._local.obj = self._factory()
+        return obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+def make_thread_safe(identifier: "Identifier") -> None:
+    """Replace the identifier's detector and re-ranker with per-thread instances."""
+    for attr in ("detector", "reranker"):
+        current = getattr(identifier, attr)
+        if not isinstance(current, PerThread):
+            cls = type(current)
+            setattr(identifier, attr, PerThread(cls))
+
+
+def suffix_for(data: bytes) -> str:
+    """File suffix from the image's actual format (upload names are not trusted)."""
+    from PIL import Image
+
+    from cover_id.imageio import _register_heif
+
+    _register_heif()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
+    except Exception:  # already decoded once by read_image; a failure here only affects the name
+        return ".img"
+    return FORMAT_SUFFIX.get(fmt, f".{fmt.lower()}" if fmt else ".img")
+
+
+def unique_id(store: "IndexStore", name: str) -> str:
+    """A new URL-safe id from a name: ``dark-side``, ``dark-side-2``, ..."""
+    from cover_id.catalog import slug_id
+
+    base = slug_id(name.replace("/", " ").replace(".", " "))[:100] or "ref"
+    candidate, n = base, 2
+    while store.index_of(candidate) is not None:
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+class Collection:
+    """The identifier plus everything needed to change its index while serving."""
+
+    def __init__(self, identifier: "Identifier", index_path: Path, added_dir: Path | None = None) -> None:
+        self.identifier = identifier
+        self.index_path = Path(index_path).resolve()
+        self.added_dir = Path(added_dir) if added_dir else self.index_path.parent / f"{self.index_path.name}.added"
+        self._write_lock = threading.Lock()
+        self._stats: tuple["IndexStore", dict[str, Any]] | None = None
+        self.writes = 0
+
+    @property
+    def store(self) -> "IndexStore":
+        return self.identifier.store
+
+    def is_added(self, store: "IndexStore", i: int) -> bool:
+        try:
+            return store.image_path(i).resolve().is_relative_to(self.added_dir.resolve())
+        except OSError:
+            return False
+
+    # ---- changing ----------------------------------------------------------------
+    def add(self, data: bytes, name: str, ref_id: str | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Embed one uploaded image and add it as a reference; persisted before it is visible."""
+        from cover_id.features import extract_features
+        from cover_id.imageio import read_image
+        from cover_id.indexer import REF_MAX_SIDE
+        from cover_id.store_io import atomic_write
+
+        name = name.strip()
+        if not name:
+            raise BadInput("name must not be empty")
+        if ref_id is not None and not ID_PATTERN.match(ref_id):
+            raise BadInput(f"id '{ref_id}' is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        fields = dict(fields or {})
+        clash = [k for k in fields if k in RESERVED_FIELDS]
+        if clash:
+            raise BadInput(f"metadata must not set {', '.join(clash)} (given separately)")
+
+        # The expensive part runs outside the lock: readers and other writers go on.
+        image = read_image(data, max_side=REF_MAX_SIDE)
+        feats = extract_features(image)
+        encoder = self.identifier.encoder
+        if hasattr(encoder, "encode_features"):
+            raw = encoder.encode_features([feats])  # type: ignore[attr-defined]
+        else:
+            raw = encoder.encode_images([image])
+        sha = hashlib.sha256(data).hexdigest()
+        suffix = suffix_for(data)
+
+        with self._write_lock:
+            current = self.identifier.store
+            if ref_id is None:
+                ref_id = unique_id(current, name)
+            elif current.index_of(ref_id) is not None:
+                raise Conflict(f"a reference with id '{ref_id}' already exists")
+            self.added_dir.mkdir(parents=True, exist_ok=True)
+            path = self.added_dir / f"{ref_id}{suffix}"
+            with atomic_write(path) as tmp:
+                tmp.write_bytes(data)
+            record = {"id": ref_id, "name": name, "filename": str(path), **fields}
+            new = current.copy()
+            new.add(record, raw[0], feats, sha)
+            try:
+                new.save(self.index_path)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            self.identifier.store = new
+            self.writes += 1
+        return record
+
+    def remove(self, ref_id: str) -> dict[str, Any]:
+        """Drop one reference; its image file goes too if it was added through the API."""
+        with self._write_lock:
+            current = self.identifier.store
+            i = current.index_of(ref_id)
+            if i is None:
+                raise NotFound(f"no reference with id '{ref_id}'")
+            owned = self.is_added(current, i)
+            image = current.image_path(i)
+            new = current.copy()
+            record = new.remove(ref_id)
+            new.save(self.index_path)
+            self.identifier.store = new
+            self.writes += 1
+        if owned:
+            image.unlink(missing_ok=True)  # a reader still on the old snapshot may get a 404 for it
+        return record
+
+    # ---- reading -----------------------------------------------------------------
+    def find(self, ref_id: str) -> tuple["IndexStore", int]:
+        store = self.identifier.store
+        i = store.index_of(ref_id)
+        if i is None:
+            raise NotFound(f"no reference with id '{ref_id}'")
+        return store, i
+
+    def listing(self, offset: int, limit: int, q: str | None) -> tuple["IndexStore", list[int], int]:
+        """Rows matching ``q`` (case-insensitive, any word in id, name or a field), paged."""
+        store = self.identifier.store
+        rows = range(store.size)
+        if q and q.strip():
+            words = q.lower().split()
+            hay = [_haystack(r) for r in store.records]
+            rows = [i for i in rows if all(w in hay[i] for w in words)]  # type: ignore[assignment]
+        rows = list(rows)
+        return store, rows[offset : offset + limit], len(rows)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and per-field summaries, computed once per published snapshot."""
+        store = self.identifier.store
+        cached = self._stats
+        if cached is not None and cached[0] is store:
+            return cached[1]
+        out = summarize(store, added=sum(self.is_added(store, i) for i in range(store.size)))
+        self._stats = (store, out)
+        return out
+
+
+def _haystack(record: dict[str, Any]) -> str:
+    parts = [str(v) for v in record.values() if isinstance(v, (str, int, float))]
+    parts += [str(x) for v in record.values() if isinstance(v, list) for x in v]
+    return " ".join(parts).lower()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def summarize(store: "IndexStore", added: int = 0) -> dict[str, Any]:
+    """What ``GET /api/stats`` shows: counts, encoder and a summary of every metadata field."""
+    import numpy as np
+
+    values: dict[str, list[Any]] = {}
+    for r in store.records:
+        for k, v in r.items():
+            if k in ("id", "filename") or v is None:
+                continue
+            values.setdefault(k, []).append(v)
+    fields: dict[str, Any] = {}
+    for k, vals in sorted(values.items()):
+        entry: dict[str, Any] = {"present": len(vals)}
+        flat: list[Any] = []
+        for v in vals:
+            flat.extend(v if isinstance(v, list) else [v])
+        hashable = [v for v in flat if isinstance(v, (str, int, float, bool))]
+        counts = Counter(hashable)
+        if flat and all(_number(v) for v in flat):
+            arr = np.asarray(flat, dtype=np.float64)
+            entry.update(type="number", min=float(arr.min()), max=float(arr.max()), mean=round(float(arr.mean()), 4))
+        elif any(isinstance(v, dict) for v in flat):
+            entry["type"] = "object"
+        else:
+            entry["type"] = "list" if any(isinstance(v, list) for v in vals) else "string"
+        if hashable:
+            entry["distinct"] = len(counts)
+            if len(counts) <= LOW_CARDINALITY and k != "name":
+                entry["counts"] = {str(v): n for v, n in counts.most_common()}
+            elif entry["type"] != "number":
+                entry["top"] = {str(v): n for v, n in counts.most_common(5) if n > 1}
+        fields[k] = entry
+    kp = [len(f) for f in store.features]
+    return {
+        "references": store.size,
+        "added_via_api": added,
+        "encoder": {"name": store.encoder_spec.get("name"), "spec": store.encoder_spec},
+        "dim": store.dim if store.size else store.manifest.get("dim"),
+        "projection": store.manifest.get("projection"),
+        "keypoints": {
+            "min": int(min(kp)) if kp else 0,
+            "median": float(np.median(kp)) if kp else 0.0,
+            "max": int(max(kp)) if kp else 0,
+        },
+        "updated": store.manifest.get("updated"),
+        "fields": fields,
+        "computed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

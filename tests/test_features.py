@@ -1,0 +1,60 @@
+import cv2
+import numpy as np
+
+from cover_id.features import Features, desc_float, extract_features, features_at, pack_features, unpack_features
+
+
+def textured(seed: int, w: int = 300, h: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 255, np.uint8)
+    for _ in range(60):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if rng.random() < 0.5:
+            cv2.circle(img, (x, y), int(rng.integers(4, 30)), c, -1)
+        else:
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(5, 50)), y + int(rng.integers(5, 50))), c, -1)
+    return img
+
+
+def test_extract_rootsift_shapes_and_norm():
+    f = extract_features(textured(0), max_side=640, max_features=300)
+    assert 50 < len(f) <= 300
+    assert f.xy.dtype == np.float32 and f.xy.shape == (len(f), 2)
+    assert f.desc.dtype == np.uint8 and f.desc.shape == (len(f), 128)
+    assert f.size == (300, 400)
+    norms = np.linalg.norm(desc_float(f.desc), axis=1)
+    assert np.allclose(norms, 1.0, atol=0.03)
+
+
+def test_coords_are_in_input_pixels_after_downscale():
+    img = textured(1)
+    big = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    f = extract_features(big, max_side=400, max_features=500)
+    assert f.size == (900, 1200)
+    assert f.xy[:, 0].max() > 600 and f.xy[:, 1].max() > 800  # spans the big image
+    small = extract_features(img, max_side=400, max_features=500)
+    # strongest keypoints of the downscaled copy land on the original's keypoints x3
+    d = np.linalg.norm(f.xy[:50, None, :] / 3.0 - small.xy[None, :, :], axis=2).min(axis=1)
+    assert np.median(d) < 2.0
+
+
+def test_blank_image_gives_empty_features():
+    f = extract_features(np.zeros((100, 80, 3), np.uint8))
+    assert len(f) == 0 and f.size == (80, 100) and f.desc.shape == (0, 128)
+
+
+def test_pack_unpack_round_trip():
+    fs = [extract_features(textured(s)) for s in range(3)]
+    fs.insert(1, extract_features(np.zeros((50, 50, 3), np.uint8)))
+    packed = pack_features(fs)
+    assert packed["desc"].dtype == np.uint8 and packed["offsets"][-1] == sum(len(f) for f in fs)
+    back = unpack_features(packed)
+    assert len(back) == 4
+    for a, b in zip(fs, back):
+        assert a.size == b.size
+        np.testing.assert_array_equal(a.xy, b.xy)
+        np.testing.assert_array_equal(a.desc, b.desc)
+    np.testing.assert_array_equal(features_at(packed, 2).desc, fs[2].desc)
+    assert unpack_features(pack_features([])) == []
+    assert isinstance(back[0], Features)

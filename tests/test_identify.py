@@ -1,0 +1,175 @@
+"""identify on generated scenes (and a few real photos): rectify, retrieve, decide, report."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cover_id.indexer import build_index
+from cover_id.pipeline import Identifier
+from cover_id.synth import make_background, make_cover, place_in_scene
+from tests.conftest import write_covers
+
+N_COVERS = 8
+
+
+def _corner_error(found: list, truth: np.ndarray) -> float:
+    """Largest distance from a true corner to the nearest reported one (order-free)."""
+    f = np.asarray(found, dtype=np.float32).reshape(4, 1, 2)
+    return float(np.linalg.norm(f - truth.reshape(1, 4, 2), axis=2).min(axis=0).max())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """An index of 8 synthetic covers and photos of them in cluttered scenes."""
+    root = tmp_path_factory.mktemp("world")
+    write_covers(root / "refs", N_COVERS)
+    build_index(root / "idx", refs=root / "refs", settings={"encoder": "local"}, show_progress=False)
+    photos = {}
+    for i, seed in [(2, 10), (5, 11)]:
+        rng = np.random.default_rng(seed)
+        scene, corners = place_in_scene(make_cover(i, (240, 320)), make_background(seed, (960, 720)), rng)
+        path = root / f"photo_{i}.jpg"
+        cv2.imwrite(str(path), scene, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        photos[i] = (path, corners)
+    rng = np.random.default_rng(12)
+    scene, _ = place_in_scene(make_cover(77, (240, 320)), make_background(12, (960, 720)), rng)
+    cv2.imwrite(str(root / "absent.jpg"), scene)
+    return {"root": root, "index": root / "idx", "photos": photos, "absent": root / "absent.jpg"}
+
+
+@pytest.fixture(scope="module")
+def ident(world: dict) -> Identifier:
+    return Identifier.from_index(world["index"], {"threads": 2})
+
+
+def test_cover_in_clutter_is_rectified_and_accepted(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    path, corners = world["photos"][2]
+    r = ident.identify(path, export_crop=tmp_path / "crop.jpg", export_debug=tmp_path / "debug.jpg")
+    assert r["decision"] == "accept" and r["confident"] is True
+    assert r["match"]["id"] == "cover-002" and r["match"]["filename"] == "cover_002.jpg"
+    assert r["inliers"] >= 20 and r["geom_score"] > 0
+    assert _corner_error(r["quad"], corners) <= 4.0  # corners within a few pixels
+    assert r["image_size"] == [960, 720]
+    crop = cv2.imread(str(tmp_path / "crop.jpg"))
+    ref = cv2.resize(cv2.imread(str(world["root"] / "refs" / "cover_002.jpg")), crop.shape[1::-1])
+    corr = np.corrcoef(crop.astype(np.float32).ravel(), ref.astype(np.float32).ravel())[0, 1]
+    assert corr > 0.6  # the rectified crop looks like the reference, upright
+    assert cv2.imread(str(tmp_path / "debug.jpg")).shape[:2] == (720, 960)
+    assert set(r["timings_ms"]) >= {"decode", "detect", "features", "embed", "search", "rerank", "total"}
+    if r["quad_source"] == "detector":  # both views were tried; the loser is reported
+        assert {r["strategy"], r["other_variant"]["strategy"]} == {"crop", "full"}
+    else:  # no outline in the photo: the whole photo was the only view
+        assert r["strategy"] == "full" and r["other_variant"] is None
+    assert _corner_error(r["match_quad"], corners) <= 4.0  # the reference's outline, through the homography
+
+
+def test_absent_cover_is_not_accepted(world: dict, ident: Identifier) -> None:
+    r = ident.identify(world["absent"])
+    assert r["decision"] in ("review", "reject") and r["confident"] is False
+
+
+def test_threshold_overrides_and_calibration(world: dict, ident: Identifier) -> None:
+    strict = Identifier(ident.store, {"accept_score": 5.0, "threads": 2})
+    assert strict.threshold_source() == "settings"
+    assert strict.identify(world["photos"][2][0])["decision"] != "accept"
+    store = ident.store.copy()
+    store.manifest["calibration"] = {"accept_score": 5.0}
+    calibrated = Identifier(store, {"threads": 2})
+    assert calibrated.threshold_source() == "calibration"
+    assert calibrated.identify(world["photos"][2][0])["decision"] != "accept"
+
+
+def test_batch_keeps_going_on_bad_files(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(world["photos"][2][0].read_bytes()[:400])  # truncated JPEG
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = list(ident.identify_many([bad, world["photos"][5][0], empty, tmp_path / "missing.jpg"]))
+    assert [o.get("decision") for o in out] == ["error", "accept", "error", "error"]
+    assert "truncated or corrupt" in out[0]["error"] and "empty" in out[2]["error"]
+    assert out[1]["match"]["id"] == "cover-005"
+
+
+def test_array_and_bytes_inputs(world: dict, ident: Identifier) -> None:
+    path = world["photos"][5][0]
+    assert ident.identify(path.read_bytes())["match"]["id"] == "cover-005"
+    assert ident.identify(cv2.imread(str(path)))["match"]["id"] == "cover-005"
+
+
+def test_multi_finds_every_cover(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    left, _ = place_in_scene(make_cover(1, (240, 320)), make_background(20, (640, 720)), rng, scale_range=(0.6, 0.75))
+    right, _ = place_in_scene(make_cover(6, (240, 320)), make_background(21, (640, 720)), rng, scale_range=(0.6, 0.75))
+    photo = tmp_path / "two.jpg"
+    cv2.imwrite(str(photo), np.hstack([left, right]))
+    r = ident.identify(photo, multi=True)
+    assert r["multi"] is True
+    found = {c["match"]["id"] for c in r["covers"] if c["decision"] == "accept"}
+    assert found == {"cover-001", "cover-006"}
+    assert all(len(c["quad"]) == 4 for c in r["covers"])
+
+
+def test_cli_json_lines_csv_and_exit_codes(world: dict, tmp_path: Path) -> None:
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    for i, (p, _) in world["photos"].items():
+        (photos_dir / p.name).write_bytes(p.read_bytes())
+    (photos_dir / "zz_broken.jpg").write_bytes(b"broken")
+    cmd = [sys.executable, "-m", "cover_id", "identify", str(world["absent"]), str(photos_dir),
+           "--index", str(world["index"]), "--json", "--csv", str(tmp_path / "out.csv"),
+           "--export-debug", str(tmp_path / "dbg")]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr  # one bad photo in the batch: reported, exit 1
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [Path(x["input"]).name for x in lines] == ["absent.jpg", "photo_2.jpg", "photo_5.jpg", "zz_broken.jpg"]
+    assert lines[1]["decision"] == "accept" and lines[1]["match"]["id"] == "cover-002"
+    for key in ["input", "decision", "confident", "strategy", "cosine", "geom_score", "inliers", "match",
+                "alternatives", "other_variant", "exports", "timings_ms"]:  # fmt: skip
+        assert key in lines[1]
+    assert "error" in lines[3]
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [r["decision"] for r in rows] == [lines[0]["decision"], "accept", "accept", "error"]
+    assert (tmp_path / "dbg" / "photo_2_debug.jpg").is_file()
+    human = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["photos"][2][0]),
+                            "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert human.returncode == 0 and "ACCEPT" in human.stdout and "Cover 002" in human.stdout
+    missing = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(tmp_path / "nope.jpg"),
+                              "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert missing.returncode == 2 and "no such file" in missing.stdout + missing.stderr
+
+
+def test_index_built_with_other_encoder_is_reported(world: dict, tmp_path: Path) -> None:
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(world["index"], idx)
+    m = json.loads((idx / "manifest.json").read_text())
+    m["encoder"]["name"] = "not-installed"
+    (idx / "manifest.json").write_text(json.dumps(m))
+    out = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["absent"]), "--index", str(idx)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 2 and "unknown encoder 'not-installed'" in out.stderr
+
+
+@pytest.mark.slow
+def test_real_dvd_photos(dvd: Path, tmp_path_factory) -> None:
+    root = tmp_path_factory.mktemp("dvd")
+    refs = root / "refs"
+    refs.mkdir()
+    for i in range(1, 21):
+        (refs / f"{i:03d}.jpg").symlink_to(dvd / "references" / f"{i:03d}.jpg")
+    build_index(root / "idx", refs=refs, settings={"encoder": "local"}, show_progress=False)
+    ident = Identifier.from_index(root / "idx", {"threads": 2})
+    for n in (1, 7, 14):
+        r = ident.identify(dvd / "photos" / f"e63_{n:03d}.jpg")
+        assert r["match"]["id"] == f"{n:03d}" and r["decision"] == "accept", (n, r["decision"], r["geom_score"])
+    store = ident.store.copy()
+    store.remove("007")
+    ident.store = store
+    assert ident.identify(dvd / "photos" / "e63_007.jpg")["decision"] != "accept"
