@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cover-id index --refs examples/covers --out examples/index --encoder local
 	$(VENV)/bin/cover-id info examples/index
 	$(VENV)/bin/cover-id identify examples/photos --index examples/index
+	$(VENV)/bin/cover-id identify examples/photos/two_covers_castle_and_ocean.jpg --index examples/index --multi
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -29,6 +30,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/index_speed.py
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/train_gain.py
 
 clean:
 	rm -rf $(VENV) examples/index .pytest_cache

@@ -24,7 +24,7 @@ DEFAULTS: dict[str, Any] = {
     # identify
     "top_k": 25,  # candidates retrieved per view (FAISS) and by descriptor votes
     "rerank_k": 15,  # of those, how many are verified geometrically (rank-fused)
-    "max_side": 1024,
+    "max_side": 800,  # photos are decoded at most this large (JPEG DCT scaling makes it cheap)
     "accept_score": None,  # None: the index's calibration, else built-in defaults
     "review_score": None,
     # serve

@@ -44,7 +44,7 @@ def _scene(seed: int, size: tuple[int, int], rotation: float):
 
 _WEAK = pytest.mark.xfail(
     reason="known weakness: a low-contrast cover side loses to a strong line inside the cover",
-    strict=False,
+    strict=True,  # a fix must remove the marker: the test then guards it
 )
 CASES = [
     pytest.param(11, (300, 420), 0, marks=_WEAK),  # portrait
@@ -97,7 +97,7 @@ def test_no_cover_in_plain_scene() -> None:
     assert detector.detect(flat) == []
 
 
-@pytest.mark.xfail(reason="multi-cover detection not yet reliable", strict=False)
+@pytest.mark.xfail(reason="multi-cover quad detection not yet reliable (identify --multi does not depend on it)", strict=True)
 def test_multi_covers_do_not_overlap() -> None:
     rng = np.random.default_rng(3)
     scene = make_background(3, (960, 480))

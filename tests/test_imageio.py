@@ -89,3 +89,11 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
         read_image(p)
     with pytest.raises(ImageError, match="too large"):
         read_image(p, max_pixels=10_000_000)
+
+
+def test_heic_photos_are_read(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif not installed")
+    pillow_heif.register_heif_opener()
+    img = Image.fromarray((np.random.default_rng(3).random((40, 60, 3)) * 255).astype(np.uint8))
+    p = _save(img, tmp_path / "phone.heic")
+    assert read_image(p).shape == (40, 60, 3)
