@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 HNSW_FROM = 200_000  # exact search below this many references, HNSW above
+VOTER_MAX = 200_000  # keypoint votes need every reference descriptor in memory: skip above
 
 
 def _faiss_index(embeddings: "np.ndarray", kind: str):
@@ -152,6 +153,10 @@ class IndexStore:
             self.manifest["faiss"] = {"type": kind}
         return self._faiss
 
+    @property
+    def has_voter(self) -> bool:
+        return bool(self.manifest.get("voter", True)) and 0 < self.size
+
     def voter(self):
         """The descriptor-vote shortlister over every reference keypoint (built on demand)."""
         from cover_id.encoders.local import DescriptorVoter
@@ -218,7 +223,7 @@ class IndexStore:
             raise CoverIdError(f"a reference with id '{record['id']}' already exists")
         raw = np.asarray(raw, dtype=np.float32).reshape(1, -1)
         vector = self.embed(raw)
-        voter = self.voter() if self.size else None
+        voter = self.voter() if self.has_voter else None
         if self.raw is not None:
             self.raw = np.vstack([self.raw, raw])
         self.embeddings = np.vstack([self.embeddings, vector.reshape(1, -1).astype(np.float32)])
@@ -239,7 +244,7 @@ class IndexStore:
         i = self.index_of(ref_id)
         if i is None:
             raise CoverIdError(f"no reference with id '{ref_id}'")
-        voter = self.voter()
+        voter = self.voter() if self.has_voter else None
         record = self.records.pop(i)
         self.features.pop(i)
         self.embeddings = np.delete(self.embeddings, i, axis=0)
@@ -248,7 +253,8 @@ class IndexStore:
         self.manifest.get("files", {}).pop(record["filename"], None)
         self._by_id = None
         self._faiss = None
-        voter.remove(i)
+        if voter is not None:
+            voter.remove(i)
         return record
 
     def copy(self) -> "IndexStore":
@@ -263,7 +269,7 @@ class IndexStore:
             encoder_state=self.encoder_state,
             projection=self.projection,
             raw=None if self.raw is None else self.raw.copy(),
-            voter_state=self.voter().state() if self.size else {},
+            voter_state=self.voter().state() if self.has_voter else {},
             path=self.path,
         )
 
@@ -301,7 +307,7 @@ class IndexStore:
                 np.savez(staged / "encoder_state.npz", **self.encoder_state)
             if self.projection is not None:
                 np.savez(staged / "projection.npz", **self.projection.to_arrays())
-            if self.size:
+            if self.has_voter:
                 self.voter_state = self.voter().state()
                 np.savez(staged / "voter.npz", **self.voter_state)
             faiss.write_index(index, str(staged / "faiss.index"))

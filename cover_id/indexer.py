@@ -243,9 +243,13 @@ def build_index(
         projection=projection,
         raw=raw if projection else None,
     )
-    with progress(1, "vote index", show_progress) as advance:
-        store.voter()  # descriptor shortlister over every reference keypoint
-        advance()
+    from cover_id.index_store import VOTER_MAX
+
+    store.manifest["voter"] = store.size <= VOTER_MAX
+    if store.has_voter:
+        with progress(1, "vote index", show_progress) as advance:
+            store.voter()  # descriptor shortlister over every reference keypoint
+            advance()
     report.seconds = time.perf_counter() - t0
     store.manifest["build_seconds"] = round(report.seconds, 3)
     store.save(out)

@@ -329,7 +329,7 @@ class Identifier:
         k = int(self.settings["top_k"])
         hits = self.search(vectors, k, store)
         widest = max(views, key=lambda v: len(v.feats))
-        votes = store.voter().shortlist(widest.feats, top=k) if store.size else []
+        votes = store.voter().shortlist(widest.feats, top=k) if store.has_voter else []
         rankings = [[i for i, _ in votes]] + [[i for i, _ in row] for row in hits]
         shortlist = _fuse(rankings, int(self.settings["rerank_k"]))
         view_cos = np.asarray(vectors, np.float32) @ store.embeddings[shortlist].T if shortlist else None
