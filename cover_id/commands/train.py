@@ -15,13 +15,14 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Head file to write (e.g. head.pt)."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Folder of reference images."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help="Train on an index's references and encoder."),
-    epochs: int = typer.Option(40, "--epochs", help="Passes over the references."),
+    epochs: int = typer.Option(20, "--epochs", help="Passes over the references."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (AdamW, cosine decay)."),
     k: int = typer.Option(16, "--k", "-K", help="Classes (references) per batch."),
     m: int = typer.Option(4, "--m", "-M", help="Views per class in a batch (the clean reference is one of them)."),
-    bank_views: int = typer.Option(8, "--bank-views", help="Augmented views encoded per reference (the slow part)."),
-    holdout: int = typer.Option(2, "--holdout", help="Photo-like views per reference kept aside for before/after margins."),
-    hidden: int = typer.Option(512, "--hidden", help="Hidden units of the head."),
+    bank_views: int = typer.Option(6, "--bank-views", help="Augmented views encoded per reference (the slow part)."),
+    holdout: int = typer.Option(2, "--holdout", help="Photo-like views per reference kept aside (before/after margins, epoch choice)."),
+    keep_last: bool = typer.Option(False, "--keep-last", help="Keep the last epoch instead of the one best on held-out views."),
+    hidden: int = typer.Option(256, "--hidden", help="Hidden units of the head."),
     temperature: float = typer.Option(0.1, "--temperature", help="SupCon temperature."),
     seed: int = typer.Option(0, "--seed", help="Random seed (views, batches, initial weights)."),
     device: str = typer.Option("cpu", "--device", help="torch device for training (cpu, cuda)."),
@@ -47,7 +48,7 @@ def train(
     settings = load_settings({"encoder": encoder, "model": model, "pretrained": pretrained, "threads": threads, "device": device})
     cfg = TrainConfig(
         epochs=epochs, lr=lr, k=k, m=m, views=bank_views, holdout=holdout, hidden=hidden,
-        temperature=temperature, seed=seed, device=device,
+        temperature=temperature, seed=seed, device=device, keep_best=not keep_last,
     )  # fmt: skip
     console = Console()
     result = run_train(out, refs=refs, index=index, cfg=cfg, settings=settings, show_progress=not quiet and sys.stderr.isatty())
@@ -64,11 +65,18 @@ def train(
             t.add_row("after (head)", f"{a['median']:+.3f}", f"{a['p10']:+.3f}", f"{a['top1']:.1%}")
         console.print(t)
     loss = f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, " if result.losses else ""
+    if cfg.keep_best and result.kept_epoch != result.epochs_done:
+        loss += f"kept epoch {result.kept_epoch} (best on held-out views; 0 = the encoder unchanged), "
     console.print(
         f"[green]saved[/] {out}: head {proj.in_dim} -> {proj.out_dim} for encoder '{proj.encoder.get('name')}' "
         f"({loss}{result.epochs_done} epochs in {result.seconds:.1f}s, views encoded in {proj.meta.get('bank_seconds')}s)",
         highlight=False,
     )
+    if cfg.keep_best and result.kept_epoch == 0 and result.epochs_done:
+        console.print(
+            "[yellow]note:[/] no epoch beat the encoder on the held-out views, so the saved head leaves vectors "
+            "unchanged; try more --bank-views, a lower --lr, or --keep-last to keep the trained one anyway"
+        )
     if index is not None:
         from cover_id.index_store import IndexStore
 
