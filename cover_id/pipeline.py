@@ -96,7 +96,7 @@ def _fuse(rankings: list[list[int]], limit: int, k: float = 10.0) -> list[int]:
 
 
 def _outline(store: "IndexStore", m: "GeomMatch") -> "np.ndarray | None":
-    pts = _project(m.homography, store.features[m.ref_index].size)
+    pts = _project(m.homography, content_box(store.features[m.ref_index]))
     return None if pts is None else __import__("numpy").float32(pts)
 
 
@@ -153,15 +153,37 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 1)
 
 
-def _project(h: "np.ndarray | None", size: tuple[int, int], then: "np.ndarray | None" = None) -> list | None:
-    """Reference corners through homography ``h`` (and optionally ``then``) -> 4 [x, y]."""
+def content_box(feats: "Features") -> tuple[float, float, float, float]:
+    """Where a reference's printed content is: its keypoints' extent, slightly padded.
+
+    Reference scans often carry plain margins (a square canvas around a portrait
+    DVD cover); outlines and crops should follow the cover, not the canvas.
+    """
+    import numpy as np
+
+    w, h = feats.size
+    if len(feats) < 8:
+        return 0.0, 0.0, float(w), float(h)
+    lo, hi = np.percentile(feats.xy, 0.5, axis=0), np.percentile(feats.xy, 99.5, axis=0)
+    snap = 0.1 * max(w, h)  # a plain strip narrower than this is part of the cover, not a margin
+    x0 = 0.0 if lo[0] < snap else float(lo[0]) - 0.02 * w
+    y0 = 0.0 if lo[1] < snap else float(lo[1]) - 0.02 * h
+    x1 = float(w) if w - hi[0] < snap else float(hi[0]) + 0.02 * w
+    y1 = float(h) if h - hi[1] < snap else float(hi[1]) + 0.02 * h
+    if (x1 - x0) * (y1 - y0) < 0.25 * w * h:  # too little of the image: trust the canvas
+        return 0.0, 0.0, float(w), float(h)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _project(h: "np.ndarray | None", box: tuple[float, float, float, float], then: "np.ndarray | None" = None) -> list | None:
+    """A reference box's corners through homography ``h`` (and optionally ``then``) -> 4 [x, y]."""
     import cv2
     import numpy as np
 
     if h is None:
         return None
-    w, hgt = size
-    corners = np.float32([[0, 0], [w, 0], [w, hgt], [0, hgt]]).reshape(-1, 1, 2)
+    x0, y0, x1, y1 = box
+    corners = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).reshape(-1, 1, 2)
     m = h if then is None else then @ h
     pts = cv2.perspectiveTransform(corners, m.astype(np.float64)).reshape(4, 2)
     if not np.all(np.isfinite(pts)):
@@ -410,9 +432,9 @@ class Identifier:
             quad_pts = [[round(float(x) * back, 1), round(float(y) * back, 1)] for x, y in quad.corners]
         match_quad = None
         if best is not None and best.homography is not None:
-            size = store.features[best.ref_index].size
+            box = content_box(store.features[best.ref_index])
             view = next(v for v in views if v.name == strategy)
-            match_quad = _project(best.homography, size, np.diag([back, back, 1.0]) @ view.to_photo)
+            match_quad = _project(best.homography, box, np.diag([back, back, 1.0]) @ view.to_photo)
         other = None
         if len(ordered) > 1:
             o_name, (o_ranked, o_cos) = ordered[1]
@@ -453,7 +475,8 @@ class Identifier:
         if result and result.get("match_quad") and result["decision"] != "reject":
             src = np.float32(result["match_quad"]) / back
             ref = self.store.index_of(result["match"]["id"])
-            w, h = self.store.features[ref].size if ref is not None else (640, 640)
+            x0, y0, x1, y1 = content_box(self.store.features[ref]) if ref is not None else (0, 0, 640, 640)
+            w, h = x1 - x0, y1 - y0
             scale = min(1.0, 640 / max(w, h))
             w, h = max(8, round(w * scale)), max(8, round(h * scale))
             dst = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
