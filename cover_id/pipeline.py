@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 N_ALTERNATIVES = 5
 MAX_QUADS = 6  # --multi looks for at most this many covers
+SECOND_LOOK_SIDE = 1600  # photos not accepted at first are looked at again this large
+SECOND_LOOK_FEATURES = 3000
 
 
 class _View:
@@ -230,7 +232,7 @@ class Identifier:
         return "calibration" if self.store.manifest.get("calibration") else "defaults"
 
     # ---- building blocks --------------------------------------------------------------
-    def read(self, source: "str | Path | bytes | np.ndarray") -> "tuple[np.ndarray, float]":
+    def read(self, source: "str | Path | bytes | np.ndarray", max_side: int | None = None) -> "tuple[np.ndarray, float]":
         """The photo at processing size, and the factor back to its original pixels."""
         import numpy as np
 
@@ -238,7 +240,7 @@ class Identifier:
 
         if isinstance(source, np.ndarray):
             return source, 1.0
-        max_side = int(self.settings["max_side"])
+        max_side = int(max_side or self.settings["max_side"])
         image = read_image(source, max_side=max_side)
         w0, _ = image_size(source)
         return image, w0 / image.shape[1]
@@ -312,6 +314,12 @@ class Identifier:
             views = [_View.crop(full, image, quads[0])] if quads else []
             views.append(full)
             results = [self._identify_views(store, full, views, quads[0] if quads else None, back, timings)]
+            if results[0]["decision"] != "accept" and self.settings.get("second_look", True):
+                t = time.perf_counter()
+                closer = self._second_look(store, source, image, back, quads, timings)
+                timings["second_look"] = _ms(t)
+                if closer is not None and closer[0]["geom_score"] > results[0]["geom_score"]:
+                    results, image, back, quads = [closer[0]], closer[1], closer[2], closer[3]
 
         exports: dict[str, str] = {}
         if export_crop is not None:
@@ -330,6 +338,34 @@ class Identifier:
         if multi:
             return {"input": label, "multi": True, "count": len(results), "covers": results, **meta}
         return {"input": label, **results[0], **meta}
+
+    def _second_look(
+        self, store: "IndexStore", source: Any, image: "np.ndarray", back: float, quads: list, timings: dict[str, float]
+    ) -> "tuple[dict[str, Any], np.ndarray, float, list] | None":
+        """No confident answer at the usual size: look again with more pixels and keypoints.
+
+        Small covers in large photos (a card on a table) have too few keypoints at
+        the first look's resolution. Only photos that were not accepted pay for this.
+        """
+        import numpy as np
+
+        from cover_id.detectors.quad import Quad
+        from cover_id.features import extract_features
+
+        side = int(self.settings.get("second_look_side", SECOND_LOOK_SIDE))
+        if isinstance(source, np.ndarray):
+            hi, hback = source, 1.0
+        else:
+            hi, hback = self.read(source, max_side=side)
+        if max(hi.shape[:2]) < 1.25 * max(image.shape[:2]):
+            return None  # the photo has no more pixels to give
+        factor = back / hback
+        hquads = [Quad(q.corners * np.float32(factor), q.score, q.area_frac) for q in quads]
+        full = _View.whole(extract_features(hi, max_side=side, max_features=SECOND_LOOK_FEATURES), hi)
+        views = [_View.crop(full, hi, hquads[0])] if hquads else []
+        views.append(full)
+        result = self._identify_views(store, full, views, hquads[0] if hquads else None, hback, timings)
+        return result, hi, hback, hquads
 
     def _identify_views(
         self, store: "IndexStore", photo: "_View", views: "list[_View]", quad: Any, back: float, timings: dict[str, float]

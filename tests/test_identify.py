@@ -173,3 +173,18 @@ def test_real_dvd_photos(dvd: Path, tmp_path_factory) -> None:
     store.remove("007")
     ident.store = store
     assert ident.identify(dvd / "photos" / "e63_007.jpg")["decision"] != "accept"
+
+
+def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    scene, _ = place_in_scene(make_cover(3, (480, 640)), make_background(42, (4000, 3000)), rng,
+                              scale_range=(0.08, 0.1), max_tilt=0.1)  # fmt: skip
+    photo = tmp_path / "small_cover_12mp.jpg"
+    Image.fromarray(scene[:, :, ::-1]).save(photo, quality=90)
+    first_only = Identifier(ident.store, {"threads": 2, "second_look": False}).identify(photo)
+    assert first_only["decision"] != "accept"  # too few keypoints at the usual size
+    r = ident.identify(photo)
+    assert r["decision"] == "accept" and r["match"]["id"] == "cover-003"
+    assert "second_look" in r["timings_ms"] and r["image_size"] == [4000, 3000]
