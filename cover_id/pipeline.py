@@ -97,6 +97,37 @@ def _fuse(rankings: list[list[int]], limit: int, k: float = 10.0) -> list[int]:
     return sorted(score, key=lambda i: -score[i])[:limit]
 
 
+Variants = "dict[str, tuple[list[GeomMatch], dict[int, float]]]"
+
+
+def choose(
+    store: "IndexStore", variants: Variants, thresholds: "Thresholds", exclude: int | None = None
+) -> "tuple[list[tuple[str, tuple[list[GeomMatch], dict[int, float]]]], str]":
+    """Order the views by geometric evidence and decide on the strongest one.
+
+    ``variants`` maps a view name to (its candidates best first, their cosines).
+    ``exclude`` drops one reference first: verify uses it to ask what the
+    pipeline would say if that item were not in the collection.
+    """
+    from cover_id.rerankers.geometric import decide
+
+    if exclude is not None:
+        variants = {k: ([m for m in ranked if m.ref_index != exclude], cos) for k, (ranked, cos) in variants.items()}
+
+    def strength(item: tuple[str, tuple[list, dict]]) -> tuple[float, int, int]:
+        ranked = item[1][0]
+        best = ranked[0] if ranked else None
+        return (best.score, best.inliers, item[0] == "crop") if best else (0.0, 0, item[0] == "crop")
+
+    ordered = sorted(variants.items(), key=strength, reverse=True)
+    if not ordered or not ordered[0][1][0]:
+        return ordered, "reject"
+    ranked, cosines = ordered[0][1]
+    best = ranked[0]
+    second = _rival(store, best, ranked[1:])
+    return ordered, decide(best, second, cosines.get(best.ref_index, 0.0), thresholds)
+
+
 def _outline(store: "IndexStore", m: "GeomMatch") -> "np.ndarray | None":
     pts = _project(m.homography, content_box(store.features[m.ref_index]))
     return None if pts is None else __import__("numpy").float32(pts)
@@ -108,7 +139,7 @@ def _rival(store: "IndexStore", best: "GeomMatch | None", others: "list[GeomMatc
     A second cover elsewhere in the photo (two DVDs on a table) is no reason to
     doubt the first: only candidates whose outline overlaps the best's count.
     """
-    if best is None or best.homography is None:
+    if best is None or best.homography is None or store is None:
         return others[0] if others else None
     mine = _outline(store, best)
     for m in others:
@@ -288,8 +319,14 @@ class Identifier:
         multi: bool = False,
         export_crop: Path | None = None,
         export_debug: Path | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The JSON object for one photo (see the README for every field)."""
+        """The JSON object for one photo (see the README for every field).
+
+        ``trace``, if given, receives what the decision was made from (single
+        cover mode): ``image`` (as processed), ``vectors`` (query vectors of the
+        views), ``variants`` (per view: candidates best first, their cosines).
+        """
         from cover_id.detectors.quad import rectify
 
         store = self.store  # one snapshot: the collection may change (serve) while we work
@@ -313,13 +350,18 @@ class Identifier:
         else:
             views = [_View.crop(full, image, quads[0])] if quads else []
             views.append(full)
-            results = [self._identify_views(store, full, views, quads[0] if quads else None, back, timings)]
+            look: dict[str, Any] = {"image": image}
+            results = [self._identify_views(store, full, views, quads[0] if quads else None, back, timings, look)]
             if results[0]["decision"] != "accept" and self.settings.get("second_look", True):
                 t = time.perf_counter()
-                closer = self._second_look(store, source, image, back, quads, timings)
+                closer_look: dict[str, Any] = {}
+                closer = self._second_look(store, source, image, back, quads, timings, closer_look)
                 timings["second_look"] = _ms(t)
                 if closer is not None and closer[0]["geom_score"] > results[0]["geom_score"]:
                     results, image, back, quads = [closer[0]], closer[1], closer[2], closer[3]
+                    look = {**closer_look, "image": image}
+            if trace is not None:
+                trace.update(look)
 
         exports: dict[str, str] = {}
         if export_crop is not None:
@@ -340,7 +382,14 @@ class Identifier:
         return {"input": label, **results[0], **meta}
 
     def _second_look(
-        self, store: "IndexStore", source: Any, image: "np.ndarray", back: float, quads: list, timings: dict[str, float]
+        self,
+        store: "IndexStore",
+        source: Any,
+        image: "np.ndarray",
+        back: float,
+        quads: list,
+        timings: dict[str, float],
+        look: dict[str, Any],
     ) -> "tuple[dict[str, Any], np.ndarray, float, list] | None":
         """No confident answer at the usual size: look again with more pixels and keypoints.
 
@@ -364,11 +413,18 @@ class Identifier:
         full = _View.whole(extract_features(hi, max_side=side, max_features=SECOND_LOOK_FEATURES), hi)
         views = [_View.crop(full, hi, hquads[0])] if hquads else []
         views.append(full)
-        result = self._identify_views(store, full, views, hquads[0] if hquads else None, hback, timings)
+        result = self._identify_views(store, full, views, hquads[0] if hquads else None, hback, timings, look)
         return result, hi, hback, hquads
 
     def _identify_views(
-        self, store: "IndexStore", photo: "_View", views: "list[_View]", quad: Any, back: float, timings: dict[str, float]
+        self,
+        store: "IndexStore",
+        photo: "_View",
+        views: "list[_View]",
+        quad: Any,
+        back: float,
+        timings: dict[str, float],
+        look: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Retrieve for every view, verify the fused shortlist in every view, decide.
 
@@ -407,6 +463,8 @@ class Identifier:
             v.name: (ranked, {i: float(view_cos[vi, j]) for j, i in enumerate(shortlist)} if shortlist else {})
             for vi, (v, ranked) in enumerate(zip(views, per_view))
         }
+        if look is not None:
+            look.update(vectors=vectors, variants=variants)
         return self._decide(store, variants, quad, views, back)
 
     def _identify_multi(
@@ -448,21 +506,9 @@ class Identifier:
         """Pick the variant with the stronger geometric evidence and decide."""
         import numpy as np
 
-        from cover_id.rerankers.geometric import decide
-
-        def strength(item: tuple[str, tuple[list, dict]]) -> tuple[float, int, int]:
-            ranked = item[1][0]
-            best = ranked[0] if ranked else None
-            return (best.score, best.inliers, item[0] == "crop") if best else (0.0, 0, item[0] == "crop")
-
-        ordered = sorted(variants.items(), key=strength, reverse=True)
+        ordered, decision = choose(store, variants, self.thresholds)
         strategy, (ranked, cosines) = ordered[0]
         best = ranked[0] if ranked else None
-        second = _rival(store, best, ranked[1:])
-        if best is None:
-            decision = "reject"
-        else:
-            decision = decide(best, second, cosines.get(best.ref_index, 0.0), self.thresholds)
         quad_pts = None
         if quad is not None:
             quad_pts = [[round(float(x) * back, 1), round(float(y) * back, 1)] for x, y in quad.corners]

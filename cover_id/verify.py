@@ -97,6 +97,7 @@ class Probe:
     thumb: bytes = b""
     kind: str = "photo"  # "selftest" or "photo"
     cosines: "dict[str, dict[int, float]]" = field(default_factory=dict)  # per variant, as the pipeline saw them
+    store: Any = None  # the IndexStore it was identified against (outlines for the rival rule)
 
     def cosine(self, variant: str, i: int) -> float:
         cos = self.cosines.get(variant)
@@ -170,57 +171,33 @@ class Probe:
 
 
 class Prober:
-    """Runs :meth:`Identifier.identify` and records what it decided from.
+    """Runs :meth:`Identifier.identify` and keeps what it decided from.
 
-    The per-variant candidate lists are taken from the arguments of the
-    pipeline's decision step, so they are exactly what ``identify`` saw.
+    The per-view candidate lists come from ``identify``'s ``trace``, so they are
+    exactly what the pipeline saw; :func:`redecide` replays the same decision.
     """
 
     def __init__(self, identifier: "Identifier") -> None:
-        import numpy as np
-
         self.identifier = identifier
-        self._vectors: "np.ndarray | None" = None
-        self._variants: dict[str, Any] = {}
-        self._image: "np.ndarray | None" = None
-        embed, decide, read = identifier.embed, identifier._decide, identifier.read
-
-        def rec_embed(images: list, feats: list, store: Any = None) -> "np.ndarray":
-            out = embed(images, feats, store)
-            self._vectors = out if self._vectors is None else np.vstack([self._vectors, out])
-            return out
-
-        def rec_decide(*args: Any, **kwargs: Any) -> Any:
-            self._variants = dict(kwargs["variants"] if "variants" in kwargs else args[1])
-            return decide(*args, **kwargs)
-
-        def rec_read(source: Any) -> Any:
-            out = read(source)
-            self._image = out[0]
-            return out
-
-        identifier.embed = rec_embed  # type: ignore[method-assign]
-        identifier._decide = rec_decide  # type: ignore[method-assign]
-        identifier.read = rec_read  # type: ignore[method-assign]
 
     def probe(self, source: Any, truth: int | None, label: str, kind: str = "photo", keep_thumb: bool = True) -> Probe:
         import numpy as np
 
-        self._vectors, self._variants, self._image = None, {}, None
-        result = self.identifier.identify(source, name=label)
+        trace: dict[str, Any] = {}
         store = self.identifier.store
-        if self._vectors is not None and len(store.embeddings):
-            sims = (np.asarray(self._vectors, np.float32) @ store.embeddings.T).max(axis=0)
+        result = self.identifier.identify(source, name=label, trace=trace)
+        vectors, image = trace.get("vectors"), trace.get("image")
+        if vectors is not None and len(store.embeddings):
+            sims = (np.asarray(vectors, np.float32) @ store.embeddings.T).max(axis=0)
         else:
             sims = np.zeros(store.size, np.float32)
         variants: dict[str, list] = {}
         cosines: dict[str, dict[int, float]] = {}
-        for name, value in self._variants.items():
-            ranked, cos = value if isinstance(value, tuple) else (value, {})
+        for name, (ranked, cos) in trace.get("variants", {}).items():
             variants[name] = list(ranked)
             cosines[name] = dict(cos)
-        thumb = thumbnail(self._image) if keep_thumb and self._image is not None else b""
-        return Probe(label, truth, result, sims, variants, thumb, kind, cosines)
+        thumb = thumbnail(image) if keep_thumb and image is not None else b""
+        return Probe(label, truth, result, sims, variants, thumb, kind, cosines, store)
 
 
 # ---- offline re-decision (calibration) -----------------------------------------------
@@ -231,21 +208,15 @@ def redecide(probe: Probe, thresholds: "Thresholds", exclude: int | None = None)
     reference left out, a labelled photo becomes a photo of an item that is
     not in the collection.
     """
-    from cover_id.rerankers.geometric import decide
+    from cover_id.pipeline import choose
 
-    def strength(item: tuple[str, list]) -> tuple[float, int, bool]:
-        best = item[1][0] if item[1] else None
-        return (best.score, best.inliers, item[0] == "crop") if best else (0.0, 0, item[0] == "crop")
-
-    variants = {k: [m for m in v if m.ref_index != exclude] for k, v in probe.variants.items()}
-    if not variants:
-        return "reject", None, 0.0
-    name, ranked = max(variants.items(), key=strength)
+    variants = {k: (v, probe.cosines.get(k) or {m.ref_index: float(probe.sims[m.ref_index]) for m in v})
+                for k, v in probe.variants.items()}  # fmt: skip
+    ordered, decision = choose(probe.store, variants, thresholds, exclude)
+    ranked = ordered[0][1][0] if ordered else []
     if not ranked:
         return "reject", None, 0.0
-    best = ranked[0]
-    second = ranked[1] if len(ranked) > 1 else None
-    return decide(best, second, probe.cosine(name, best.ref_index), thresholds), best.ref_index, best.score
+    return decision, ranked[0].ref_index, ranked[0].score
 
 
 def _rates(probes: list[Probe], th: "Thresholds") -> dict[str, Any]:
