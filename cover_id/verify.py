@@ -364,8 +364,9 @@ def margin_guidance(geom: dict[str, Any], cos: dict[str, Any], recall_at_k: floa
         )
     if recall_at_k is not None and recall_at_k < 0.95:
         advice.append(
-            f"the embedding puts the right reference in the candidate list only {recall_at_k:.0%} of the time: "
-            "train a projection head (`cover-id train --index INDEX --out head.pt`, then "
+            f"the embedding alone ranks the right reference among its candidates only {recall_at_k:.0%} of the "
+            "time (keypoint votes supply the rest of the candidates); if the self-test top-1 is low too, train "
+            "a projection head (`cover-id train --index INDEX --out head.pt`, then "
             "`cover-id index ... --projection head.pt`)"
             + (" or try the 'local' engine, which is built for printed covers" if encoder != "local" else "")
         )

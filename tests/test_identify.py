@@ -188,3 +188,16 @@ def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Id
     r = ident.identify(photo)
     assert r["decision"] == "accept" and r["match"]["id"] == "cover-003"
     assert "second_look" in r["timings_ms"] and r["image_size"] == [4000, 3000]
+
+
+def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
+    """A CLIP index (random weights) embeds the rectified crop and the photo as images."""
+    build_index(tmp_path / "clip", refs=world["root"] / "refs",
+                settings={"encoder": "clip", "pretrained": None}, show_progress=False)  # fmt: skip
+    ident = Identifier.from_index(tmp_path / "clip", {"threads": 2})
+    assert not hasattr(ident.encoder, "encode_features")
+    r = ident.identify(world["photos"][5][0])
+    assert r["decision"] == "accept" and r["match"]["id"] == "cover-005"  # votes + geometry carry it
+    assert -1.0 <= r["cosine"] <= 1.0 and r["timings_ms"]["embed"] > 0
+    hits = ident.search_by_text("a cover", k=3)
+    assert len(hits) == 3 and all("cosine" in h for h in hits)
