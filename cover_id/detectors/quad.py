@@ -304,6 +304,54 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
     return [quads[i].astype(np.float32) for i in best if quick[i] > 0]
 
 
+def _gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y gradients of a lightly blurred copy, in grey levels per pixel."""
+    blur = cv2.GaussianBlur(gray, (5, 5), 0)
+    return cv2.Sobel(blur, cv2.CV_32F, 1, 0, scale=0.125), cv2.Sobel(blur, cv2.CV_32F, 0, 1, scale=0.125)
+
+
+def _side_support(
+    start: np.ndarray,
+    side: np.ndarray,
+    inward: np.ndarray,
+    offsets: np.ndarray,
+    grads: tuple[np.ndarray, np.ndarray],
+    min_gradient: float,
+    samples: int = 32,
+) -> np.ndarray:
+    """support[i, j]: fraction of the side, moved inwards by offsets[i] at its start
+    and offsets[j] at its end, lying on an edge of one consistent polarity."""
+    h, w = grads[0].shape[:2]
+    t = np.linspace(0.1, 0.9, samples, dtype=np.float32)
+    pts = start[None, None, :] + t[:, None, None] * side[None, None, :] + offsets[None, :, None] * inward[None, None, :]
+    xs = np.round(pts[..., 0]).astype(np.int32)
+    ys = np.round(pts[..., 1]).astype(np.int32)
+    valid = (xs >= 2) & (xs < w - 2) & (ys >= 2) & (ys < h - 2)
+    xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
+    gx, gy = grads[0][ys, xs], grads[1][ys, xs]
+    across = gx * inward[0] + gy * inward[1]
+    along = np.abs(gx * inward[1] - gy * inward[0])
+    strong = valid & (np.abs(across) >= min_gradient) & (np.abs(across) >= 2.0 * along)
+    polar = np.stack([strong & (across > 0), strong & (across < 0)])  # (2, samples, offsets)
+    # Tolerate +-1 px: the side is a straight line, the sampled edge is not quite.
+    polar[:, :, 1:] |= polar[:, :, :-1].copy()
+    polar[:, :, :-1] |= polar[:, :, 1:].copy()
+    n = len(offsets)
+    # Offset at each sample for every (start, end) offset pair, as an index.
+    idx = np.round((1 - t)[:, None, None] * np.arange(n)[None, :, None] + t[:, None, None] * np.arange(n)[None, None, :])
+    idx = idx.astype(np.int64)
+    rows = np.arange(samples)[:, None, None]
+    return np.maximum(polar[0][rows, idx].mean(0), polar[1][rows, idx].mean(0))
+
+
+def _intersect(p1: np.ndarray, d1: np.ndarray, p2: np.ndarray, d2: np.ndarray) -> np.ndarray | None:
+    cross = d1[0] * d2[1] - d1[1] * d2[0]
+    if abs(cross) < 1e-9:
+        return None
+    delta = p2 - p1
+    return p1 + (delta[0] * d2[1] - delta[1] * d2[0]) / cross * d1
+
+
 _SUPPORT_RADIUS = 2  # px at detection scale
 _FULL_CONTRAST = 20.0  # grey levels per px: edges at least this sharp count fully
 
@@ -336,6 +384,10 @@ class QuadDetector:
         max_lines: int = 24,
         max_candidates: int = 16,
         prefer_inner: bool = False,
+        inner_band: float = 0.15,
+        inner_jump: float = 0.035,
+        inner_support: float = 0.7,
+        inner_ratio: float = 0.85,
     ) -> None:
         self.max_side = max_side
         self.min_area_frac = min_area_frac
@@ -346,6 +398,10 @@ class QuadDetector:
         self.max_lines = max_lines
         self.max_candidates = max_candidates
         self.prefer_inner = prefer_inner
+        self.inner_band = inner_band
+        self.inner_jump = inner_jump
+        self.inner_support = inner_support
+        self.inner_ratio = inner_ratio
         self._lsd = cv2.createLineSegmentDetector(cv2.LSD_REFINE_NONE)
 
     def detect(self, image_bgr: np.ndarray, max_quads: int = 1) -> list[Quad]:
@@ -357,21 +413,18 @@ class QuadDetector:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         sh, sw = gray.shape[:2]
-        chosen = self._select(self._candidates(gray), max_quads)
+        grads = _gradients(gray)
+        chosen = self._select(self._candidates(gray, grads), max_quads)
+        chosen = [self._refined(c, grads) for c in chosen]
         factor = np.float32([w / sw, h / sh])
         return [
             Quad(order_corners(c.corners * factor), round(float(c.score), 4), c.area / (sw * sh))
             for c in chosen
         ]
 
-    def _candidates(self, gray: np.ndarray) -> list[_Candidate]:
+    def _candidates(self, gray: np.ndarray, grads: tuple[np.ndarray, np.ndarray]) -> list[_Candidate]:
         h, w = gray.shape[:2]
         image_area = float(h * w)
-        blur = cv2.GaussianBlur(gray, (5, 5), 0)
-        grads = (  # grey levels per pixel
-            cv2.Sobel(blur, cv2.CV_32F, 1, 0, scale=0.125),
-            cv2.Sobel(blur, cv2.CV_32F, 0, 1, scale=0.125),
-        )
         segments = self._lsd.detect(gray)[0]
         lines = _group_segments(segments, grads, self.max_lines, 0.08 * min(h, w))
         if lines is None:
@@ -434,6 +487,47 @@ class QuadDetector:
         edge_score = 0.5 * float(side_support.mean()) + 0.5 * float(side_support.min())
         angle_score = 1.0 - (worst_cos / 0.65) ** 2
         return float(edge_score * (0.8 + 0.2 * angle_score))
+
+    def _refined(self, cand: _Candidate, grads: tuple[np.ndarray, np.ndarray]) -> _Candidate:
+        """Snap each side to the best-supported straight edge near it; step inwards
+        to a full-length edge just inside (the printed insert in a case)."""
+        quad = cand.corners.astype(np.float64)
+        lines = []
+        for i in range(4):
+            a, b = quad[i], quad[(i + 1) % 4]
+            side = b - a
+            length = float(np.linalg.norm(side))
+            inward = np.array([-side[1], side[0]]) / length
+            extent = float(np.mean([abs((quad[k] - a) @ inward) for k in ((i + 2) % 4, (i + 3) % 4)]))
+            near = 3
+            reach = int(round(self.inner_band * extent))
+            offsets = np.arange(-near, max(reach, near) + 1, dtype=np.float64)
+            support = _side_support(a, side, inward, offsets, grads, self.min_gradient)
+            mean_off = (offsets[:, None] + offsets[None, :]) / 2
+            tilt = np.abs(offsets[:, None] - offsets[None, :])
+            support = np.where(tilt <= 3 + 0.03 * length, support, 0.0)
+            here = np.where((np.abs(offsets[:, None]) <= near) & (np.abs(offsets[None, :]) <= near), support, -1)
+            i0, j0 = np.unravel_index(int(np.argmax(here)), here.shape)
+            best = (i0, j0)
+            if self.inner_band > 0:
+                inner = np.where(mean_off >= self.inner_jump * extent, support, -1)
+                i1, j1 = np.unravel_index(int(np.argmax(inner)), inner.shape)
+                if inner[i1, j1] >= max(self.inner_support, here[i0, j0] * self.inner_ratio):
+                    best = (i1, j1)
+            p0 = a + offsets[best[0]] * inward
+            p1 = b + offsets[best[1]] * inward
+            lines.append((p0, p1 - p0))
+        corners = []
+        for i in range(4):
+            p = _intersect(*lines[i - 1], *lines[i])
+            if p is None:
+                return cand
+            corners.append(p)
+        refined = np.float32(corners)
+        score = self._score(refined, grads, float(grads[0].size))
+        if score < max(self.min_score, 0.9 * cand.score):
+            return cand
+        return _Candidate(order_corners(refined), max(score, cand.score), _polygon_area(refined))
 
     def _select(self, candidates: list[_Candidate], max_quads: int) -> list[_Candidate]:
         """Rank by plausibility and size; drop duplicates and overlapping ones."""
