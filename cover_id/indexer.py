@@ -10,15 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cover_id.catalog import Reference, Skipped, load_metadata, scan_folder
 from cover_id.errors import CoverIdError, ImageError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from cover_id.index_store import IndexStore
 
 REF_MAX_SIDE = 1024  # references are decoded at most this large
 

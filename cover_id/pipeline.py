@@ -4,19 +4,23 @@ One :class:`Identifier` loads the index, encoder, detector and re-ranker once
 and answers many photos. Steps (each timed in ``timings_ms``):
 
 1. decode at a bounded size (reduced-resolution JPEG decoding),
-2. detect the largest plausible cover quad and rectify it ("crop"),
-3. RootSIFT features of the crop and of the whole photo ("full"),
-4. embed both, retrieve ``top_k`` candidates for each from FAISS, merge,
-5. verify candidates geometrically against the cached reference keypoints,
-6. pick the variant ("strategy") with the stronger evidence and decide
-   accept / review / reject with thresholds from flags, the index's
-   calibration, or the built-in defaults.
+2. detect the largest plausible cover quad,
+3. one RootSIFT pass over the photo; the keypoints inside the quad, carried
+   into the rectified cover's frame, form the "crop" view, all of them the
+   "full" view,
+4. embed both views and retrieve ``top_k`` candidates for each from FAISS, add
+   the references most voted for by the photo's keypoints, rank-fuse,
+5. verify the best ``rerank_k`` candidates geometrically in both views against
+   the cached reference keypoints (one matching pass, one homography per view),
+6. pick the view ("strategy") with the stronger evidence and decide accept /
+   review / reject with thresholds from flags, the index's calibration, or the
+   built-in defaults; a photo not accepted is looked at again at 1600 px.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -296,10 +300,6 @@ class Identifier:
         scores, idx = (store or self.store).search(vectors, k)
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(idx, scores)]
 
-    def _verify(self, store: "IndexStore", query: "Features", cosines: dict[int, float]) -> "list[GeomMatch]":
-        cands = [(i, store.features[i]) for i in cosines]
-        return self.reranker.rerank(query, cands)
-
     @staticmethod
     def _describe(store: "IndexStore", m: "GeomMatch | None", cosines: dict[int, float]) -> dict[str, Any] | None:
         if m is None:
@@ -327,8 +327,6 @@ class Identifier:
         cover mode): ``image`` (as processed), ``vectors`` (query vectors of the
         views), ``variants`` (per view: candidates best first, their cosines).
         """
-        from cover_id.detectors.quad import rectify
-
         store = self.store  # one snapshot: the collection may change (serve) while we work
         t_all = time.perf_counter()
         timings: dict[str, float] = {"decode": 0.0, "detect": 0.0, "features": 0.0, "embed": 0.0, "search": 0.0, "rerank": 0.0}

@@ -48,7 +48,6 @@ def photo_view(cover: "np.ndarray", rng: "np.random.Generator", strength: float 
     whole scene gets blur, noise and JPEG compression.
     """
     import cv2
-    import numpy as np
 
     from cover_id.synth import AugmentOptions, make_background, place_in_scene, photo_augment
 

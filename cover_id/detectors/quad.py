@@ -489,8 +489,8 @@ class QuadDetector:
         return float(edge_score * (0.8 + 0.2 * angle_score))
 
     def _refined(self, cand: _Candidate, grads: tuple[np.ndarray, np.ndarray]) -> _Candidate:
-        """Snap each side to the best-supported straight edge near it; step inwards
-        to a full-length edge just inside (the printed insert in a case)."""
+        """Move each side inwards to a straight, full-length edge of one polarity
+        just inside it (the printed insert seen through a DVD / game case)."""
         quad = cand.corners.astype(np.float64)
         lines = []
         for i in range(4):
@@ -499,24 +499,19 @@ class QuadDetector:
             length = float(np.linalg.norm(side))
             inward = np.array([-side[1], side[0]]) / length
             extent = float(np.mean([abs((quad[k] - a) @ inward) for k in ((i + 2) % 4, (i + 3) % 4)]))
-            near = 3
-            reach = int(round(self.inner_band * extent))
-            offsets = np.arange(-near, max(reach, near) + 1, dtype=np.float64)
+            first = int(np.ceil(self.inner_jump * extent))
+            offsets = np.arange(-2, max(int(round(self.inner_band * extent)), first) + 1, dtype=np.float64)
             support = _side_support(a, side, inward, offsets, grads, self.min_gradient)
-            mean_off = (offsets[:, None] + offsets[None, :]) / 2
             tilt = np.abs(offsets[:, None] - offsets[None, :])
             support = np.where(tilt <= 3 + 0.03 * length, support, 0.0)
-            here = np.where((np.abs(offsets[:, None]) <= near) & (np.abs(offsets[None, :]) <= near), support, -1)
-            i0, j0 = np.unravel_index(int(np.argmax(here)), here.shape)
-            best = (i0, j0)
-            if self.inner_band > 0:
-                inner = np.where(mean_off >= self.inner_jump * extent, support, -1)
-                i1, j1 = np.unravel_index(int(np.argmax(inner)), inner.shape)
-                if inner[i1, j1] >= max(self.inner_support, here[i0, j0] * self.inner_ratio):
-                    best = (i1, j1)
-            p0 = a + offsets[best[0]] * inward
-            p1 = b + offsets[best[1]] * inward
-            lines.append((p0, p1 - p0))
+            mean_off = (offsets[:, None] + offsets[None, :]) / 2
+            here = float(np.where(np.abs(mean_off) <= 2, support, 0.0).max())
+            inner = np.where(mean_off >= first, support, -1.0)
+            i1, j1 = np.unravel_index(int(np.argmax(inner)), inner.shape)
+            o0, o1 = 0.0, 0.0
+            if inner[i1, j1] >= max(self.inner_support, self.inner_ratio * here):
+                o0, o1 = offsets[i1], offsets[j1]
+            lines.append((a + o0 * inward, side + (o1 - o0) * inward))
         corners = []
         for i in range(4):
             p = _intersect(*lines[i - 1], *lines[i])
