@@ -87,6 +87,24 @@ def test_rectify_restores_cover(seed: int, size: tuple[int, int], rotation: floa
     assert min(abs(aspect - aspect_true), abs(aspect - 1 / aspect_true)) < 0.08
 
 
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_finds_insert_inside_case(seed: int) -> None:
+    """A cover inside a dark case border (a DVD case): the printed cover is found, not the case."""
+    cover = make_cover(seed, (300, 420))
+    border = 18
+    case = cv2.copyMakeBorder(cover, border, border, border + 6, border, cv2.BORDER_CONSTANT, value=(28, 30, 32))
+    rng = np.random.default_rng(seed)
+    scene, outer = place_in_scene(case, make_background(seed, (640, 480)), rng, scale_range=(0.7, 0.8),
+                                  max_tilt=0.1, max_rotation_deg=20.0, cover_order=True)
+    ch, cw = case.shape[:2]
+    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]]), outer)
+    inner = np.float32([[border + 6, border], [cw - border, border], [cw - border, ch - border], [border + 6, ch - border]])
+    truth = order_corners(cv2.perspectiveTransform(inner[None], matrix)[0])
+    quads = QuadDetector().detect(scene)
+    assert quads, "no cover found"
+    assert np.abs(quads[0].corners - truth).max() <= 4.0, (quads[0].corners, truth)
+
+
 def test_no_cover_in_plain_scene() -> None:
     """A cluttered table without a cover yields no quad (or only implausible ones)."""
     detector = QuadDetector()

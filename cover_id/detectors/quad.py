@@ -345,6 +345,7 @@ def _side_support(
 
 
 def _intersect(p1: np.ndarray, d1: np.ndarray, p2: np.ndarray, d2: np.ndarray) -> np.ndarray | None:
+    """Where line p1 + s*d1 meets line p2 + t*d2; None when they are parallel."""
     cross = d1[0] * d2[1] - d1[1] * d2[0]
     if abs(cross) < 1e-9:
         return None
@@ -507,10 +508,12 @@ class QuadDetector:
             mean_off = (offsets[:, None] + offsets[None, :]) / 2
             here = float(np.where(np.abs(mean_off) <= 2, support, 0.0).max())
             inner = np.where(mean_off >= first, support, -1.0)
-            i1, j1 = np.unravel_index(int(np.argmax(inner)), inner.shape)
+            best = float(inner.max())
             o0, o1 = 0.0, 0.0
-            if inner[i1, j1] >= max(self.inner_support, self.inner_ratio * here):
-                o0, o1 = offsets[i1], offsets[j1]
+            if best >= max(self.inner_support, self.inner_ratio * here):
+                # The +-1 px tolerance makes a plateau of equally good lines: take its middle.
+                ii, jj = np.nonzero(inner >= best - 0.02)
+                o0, o1 = float(offsets[ii].mean()), float(offsets[jj].mean())
             lines.append((a + o0 * inward, side + (o1 - o0) * inward))
         corners = []
         for i in range(4):
