@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "top_k": 25,  # candidates retrieved per view (FAISS) and by descriptor votes
     "rerank_k": 15,  # of those, how many are verified geometrically (rank-fused)
     "second_look": True,  # photos not accepted at first are looked at again at 1600 px
+    "detect_side": 400,  # the cover outline is searched on a copy this large
     "max_side": 800,  # photos are decoded at most this large (JPEG DCT scaling makes it cheap)
     "accept_score": None,  # None: the index's calibration, else built-in defaults
     "review_score": None,

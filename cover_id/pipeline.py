@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from cover_id.errors import CoverIdError
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
     from cover_id.features import Features
@@ -186,6 +188,14 @@ def _best_overlap(quads: list, outline: "np.ndarray") -> Any:
     return best
 
 
+def _build(cls: Any, **options: Any) -> Any:
+    """A plugin instance with the options its constructor accepts (others are ignored)."""
+    import inspect
+
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in options.items() if k in accepted and v is not None})
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 1)
 
@@ -240,9 +250,21 @@ class Identifier:
         set_threads(self.settings.get("threads"))
         self.store = store
         self.encoder = store.create_encoder({"device": self.settings.get("device")})
-        self.detector = load("detectors", self.settings.get("detector", "quad"))()
+        detector_cls = load("detectors", self.settings.get("detector", "quad"))
+        self.detector = _build(detector_cls, max_side=self.settings.get("detect_side"))
         self.reranker = load("rerankers", self.settings.get("reranker", "geometric"))()
         self.thresholds = self._thresholds()
+        self._executor: "ThreadPoolExecutor | None" = None
+
+    def _pool(self) -> "ThreadPoolExecutor":
+        """Threads for verifying candidates, as many as the thread budget."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from cover_id.runtime import thread_count
+
+            self._executor = ThreadPoolExecutor(thread_count(self.settings.get("threads")), "cover-id-verify")
+        return self._executor
 
     @classmethod
     def from_index(cls, path: Path, settings: dict[str, Any] | None = None) -> "Identifier":
@@ -450,8 +472,14 @@ class Identifier:
         t = time.perf_counter()
         qdesc = desc_float(photo.feats.desc)
         per_view: list[list[Any]] = [[] for _ in views]
-        for i in shortlist:
-            matches = self.reranker.match_views(qdesc, [(v.feats, v.local) for v in views], store.features[i], i)
+        pairs = [(v.feats, v.local) for v in views]
+        reranker = self.reranker
+
+        def verify(i: int) -> "list[GeomMatch]":
+            return reranker.match_views(qdesc, pairs, store.features[i], i)
+
+        # Matching and RANSAC release the GIL: candidates are verified in parallel.
+        for matches in self._pool().map(verify, shortlist):
             for bucket, m in zip(per_view, matches):
                 bucket.append(m)
         for bucket in per_view:

@@ -95,3 +95,11 @@ def test_real_photo_finds_its_cover_among_others():
     ranked = GeometricReranker().rerank(photo, [(i, r) for i, r in zip((3, 4, 5), refs)])
     assert ranked[0].ref_index == 4 and ranked[0].sane
     assert decide(ranked[0], ranked[1], 0.5) == "accept"
+
+
+def test_weak_match_explaining_little_of_its_outline_is_not_accepted():
+    t = Thresholds()
+    fragment = GeomMatch(ref_index=0, sane=True, score=0.5, detail={"explained": 0.05})
+    assert decide(fragment, None, 0.5, t) == "review"  # another edition sharing the artwork
+    assert decide(GeomMatch(ref_index=0, sane=True, score=0.5, detail={"explained": 0.2}), None, 0.5, t) == "accept"
+    assert decide(GeomMatch(ref_index=0, sane=True, score=0.7, detail={"explained": 0.05}), None, 0.5, t) == "accept"
