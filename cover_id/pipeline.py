@@ -188,14 +188,6 @@ def _best_overlap(quads: list, outline: "np.ndarray") -> Any:
     return best
 
 
-def _build(cls: Any, **options: Any) -> Any:
-    """A plugin instance with the options its constructor accepts (others are ignored)."""
-    import inspect
-
-    accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in options.items() if k in accepted and v is not None})
-
-
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 1)
 
@@ -243,15 +235,15 @@ class Identifier:
 
     def __init__(self, store: "IndexStore", settings: dict[str, Any] | None = None) -> None:
         from cover_id.config import DEFAULTS
-        from cover_id.plugins import load
+        from cover_id.plugins import instantiate, load
         from cover_id.runtime import set_threads
 
         self.settings = {**DEFAULTS, **(settings or {})}
         set_threads(self.settings.get("threads"))
         self.store = store
         self.encoder = store.create_encoder({"device": self.settings.get("device")})
-        detector_cls = load("detectors", self.settings.get("detector", "quad"))
-        self.detector = _build(detector_cls, max_side=self.settings.get("detect_side"))
+        detector_options = {"max_side": self.settings["detect_side"]} if self.settings.get("detect_side") else {}
+        self.detector = instantiate(load("detectors", self.settings.get("detector", "quad")), **detector_options)
         self.reranker = load("rerankers", self.settings.get("reranker", "geometric"))()
         self.thresholds = self._thresholds()
         self._executor: "ThreadPoolExecutor | None" = None

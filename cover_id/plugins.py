@@ -39,3 +39,22 @@ def load(kind: str, name: str) -> Any:
         return eps[name].load()
     except ImportError as exc:
         raise CoverIdError(f"{kind[:-1]} plugin '{name}' failed to import: {exc}") from None
+
+
+def instantiate(cls: Any, **options: Any) -> Any:
+    """``cls(**options)`` with only the options its constructor accepts (others ignored).
+
+    ``None`` is passed through: for clip, ``pretrained=None`` means random weights.
+    """
+    import inspect
+
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in options.items() if k in accepted})
+
+
+def same_config(obj: Any) -> dict[str, Any]:
+    """The constructor options an instance was built with (attributes named like its parameters)."""
+    import inspect
+
+    params = inspect.signature(type(obj)).parameters
+    return {name: getattr(obj, name) for name in params if hasattr(obj, name)}

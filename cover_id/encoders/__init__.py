@@ -26,14 +26,9 @@ def create_encoder(name: str, **options: Any) -> Encoder:
 
     ``None`` is passed through: for clip, ``pretrained=None`` means random weights.
     """
-    import inspect
+    from cover_id.plugins import instantiate, load
 
-    from cover_id.plugins import load
-
-    cls = load("encoders", name)
-    accepted = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted}
-    return cls(**kwargs)
+    return instantiate(load("encoders", name), **options)
 
 
 def encoder_from_spec(spec: dict[str, Any], options: dict[str, Any] | None = None) -> Encoder:

@@ -67,11 +67,14 @@ class PerThread:
 
 def make_thread_safe(identifier: "Identifier") -> None:
     """Replace the identifier's detector and re-ranker with per-thread instances."""
+    from functools import partial
+
+    from cover_id.plugins import instantiate, same_config
+
     for attr in ("detector", "reranker"):
         current = getattr(identifier, attr)
-        if not isinstance(current, PerThread):
-            cls = type(current)
-            setattr(identifier, attr, PerThread(cls))
+        if not isinstance(current, PerThread):  # each copy is configured like the original
+            setattr(identifier, attr, PerThread(partial(instantiate, type(current), **same_config(current))))
 
 
 def suffix_for(data: bytes) -> str:
