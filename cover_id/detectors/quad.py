@@ -54,12 +54,18 @@ def order_corners(points: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.roll(pts, -start, axis=0))
 
 
+def _mean_sides(corners: np.ndarray) -> tuple[float, float]:
+    """(width, height) of a TL, TR, BR, BL quad: the means of its opposite sides."""
+    c = np.asarray(corners, dtype=np.float64).reshape(4, 2)
+    width = (np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2
+    height = (np.linalg.norm(c[3] - c[0]) + np.linalg.norm(c[2] - c[1])) / 2
+    return float(width), float(height)
+
+
 def quad_aspect(corners: np.ndarray) -> float:
     """Estimated true width/height of the quad: mean of opposite side lengths."""
-    c = np.asarray(corners, dtype=np.float64).reshape(4, 2)
-    top, right = np.linalg.norm(c[1] - c[0]), np.linalg.norm(c[2] - c[1])
-    bottom, left = np.linalg.norm(c[2] - c[3]), np.linalg.norm(c[3] - c[0])
-    return float((top + bottom) / max(left + right, 1e-9))
+    width, height = _mean_sides(corners)
+    return width / max(height, 1e-9)
 
 
 def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndarray, tuple[int, int]]:
@@ -69,11 +75,8 @@ def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndar
     upscaled beyond the quad's own size in the image.
     """
     c = order_corners(corners)
-    c64 = c.astype(np.float64)
-    width = (np.linalg.norm(c64[1] - c64[0]) + np.linalg.norm(c64[2] - c64[3])) / 2
-    height = (np.linalg.norm(c64[3] - c64[0]) + np.linalg.norm(c64[2] - c64[1])) / 2
-    longest = max(width, height, 1.0)
-    scale = min(1.0, max_side / longest)
+    width, height = _mean_sides(c)
+    scale = min(1.0, max_side / max(width, height, 1.0))
     out_w = max(8, int(round(width * scale)))
     out_h = max(8, int(round(height * scale)))
     dst = np.float32([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]])
@@ -83,7 +86,7 @@ def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndar
 def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> np.ndarray:
     """Warp the quad flat (see :func:`rectify_transform` for the output size)."""
     matrix, (out_w, out_h) = rectify_transform(corners, max_side)
-    scale = max(out_w, out_h) / max(1.0, _longest_side(corners))
+    scale = max(out_w, out_h) / max(1.0, *_mean_sides(order_corners(corners)))
     # INTER_AREA is not supported by warpPerspective; pre-blur when shrinking a lot
     # so the flat crop is not aliased.
     src = image_bgr
@@ -93,13 +96,6 @@ def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> 
     return cv2.warpPerspective(
         src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-
-
-def _longest_side(corners: np.ndarray) -> float:
-    c = order_corners(corners).astype(np.float64)
-    width = (np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2
-    height = (np.linalg.norm(c[3] - c[0]) + np.linalg.norm(c[2] - c[1])) / 2
-    return max(width, height, 1.0)
 
 
 def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
