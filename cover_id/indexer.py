@@ -173,7 +173,9 @@ def build_index(
             advance(len(chunk))
     if fittable:
         if not encoder.is_fitted():  # type: ignore[attr-defined]
-            all_feats = [new_feats[p] for p in sorted(new_feats)] + [old.features[r] for r in reuse.values()] if old else [new_feats[p] for p in sorted(new_feats)]
+            all_feats = [new_feats[p] for p in sorted(new_feats)]
+            if old is not None:
+                all_feats += [old.features[r] for r in reuse.values()]
             if not all_feats:
                 raise CoverIdError("no readable reference images: nothing to index")
             encoder.fit_features(all_feats)  # type: ignore[attr-defined]
