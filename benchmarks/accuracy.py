@@ -1,7 +1,9 @@
-"""Identification accuracy on the real DVD photos, closed and open set.
+"""Identification accuracy on every real dev set, closed and open set.
 
-Index: the 100 references + 258 distractor covers. Closed set: every photo's
-cover is in the index. Open set: each photo is identified against the index
+Sets (``../shared/data``): ``dvd-covers`` (100 references + 258 distractor
+covers, 100 Nokia photos), ``books`` (101 references, 54 iPhone photos) and
+``paintings`` (91 references, 46 museum photos). Closed set: every photo's
+item is in the index. Open set: each photo is identified against the index
 with its own reference removed; it must not be accepted.
 """
 
@@ -12,25 +14,20 @@ import json
 import time
 from collections import Counter
 
-from common import dvd_index, truth
+from common import SETS, set_index, set_truth
+
+FIELDS = ("photos", "top1", "accepted_correct", "review", "reject", "false_accept", "open_not_accepted")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--encoder", default="local")
-    ap.add_argument("--rebuild", action="store_true")
-    ap.add_argument("--limit", type=int, default=0, help="only the first N photos")
-    ap.add_argument("--failures", action="store_true", help="print every failure")
-    ap.add_argument("--json", dest="json_out", default=None, help="write per-photo results here")
-    args = ap.parse_args()
+def run_set(name: str, encoder: str, rebuild: bool, limit: int, failures: bool) -> tuple[dict, list[dict]]:
+    """One set's figures and its per-photo rows."""
     from cover_id.pipeline import Identifier
 
-    ident = Identifier.from_index(dvd_index(args.encoder, args.rebuild), {"threads": 2})
+    ident = Identifier.from_index(set_index(name, encoder, rebuild), {"threads": 2})
     store = ident.store
-    pairs = truth()[: args.limit or None]
+    pairs = set_truth(name)[: limit or None]
     by_file = {r["filename"]: r["id"] for r in store.records}
     closed, opened, rows = Counter(), Counter(), []
-    t0 = time.perf_counter()
     for photo, ref in pairs:
         true_id = by_file[ref]
         r = ident.identify(photo)
@@ -45,20 +42,48 @@ def main() -> None:
         o = ident.identify(photo)
         ident.store = store
         opened[o["decision"]] += 1
-        rows.append({"photo": photo.name, "truth": true_id, "closed": _brief(r), "open": _brief(o)})
-        if args.failures and (not correct or r["decision"] != "accept" or o["decision"] == "accept"):
-            print(f"  {photo.name}: truth {true_id} | closed {_brief(r)} | open {_brief(o)}")
+        rows.append({"set": name, "photo": photo.name, "truth": true_id, "closed": _brief(r), "open": _brief(o)})
+        if failures and (not correct or r["decision"] != "accept" or o["decision"] == "accept"):
+            print(f"  {name}/{photo.name}: truth {true_id} | closed {_brief(r)} | open {_brief(o)}", flush=True)
     n = len(pairs)
-    secs = time.perf_counter() - t0
-    print(f"encoder {args.encoder}, {store.size} references, {n} photos ({secs:.0f}s)")
-    print(f"closed set: top-1 {closed['top1'] / n:.1%}, accepted-and-correct {closed['accepted_correct'] / n:.1%}, "
-          f"false accepts {closed['false_accept']} ({closed['false_accept'] / n:.1%}); "
-          f"decisions accept {closed['accept']}, review {closed['review']}, reject {closed['reject']}")
-    print(f"open set (true reference removed): not accepted {(n - opened['accept']) / n:.1%} "
-          f"(reject {opened['reject']}, review {opened['review']}, accept {opened['accept']})")
+    figures = {
+        "references": store.size,
+        "photos": n,
+        "top1": closed["top1"] / n,
+        "accepted_correct": closed["accepted_correct"] / n,
+        "review": closed["review"],
+        "reject": closed["reject"],
+        "false_accept": closed["false_accept"],
+        "open_not_accepted": (n - opened["accept"]) / n,
+        "open_accept": opened["accept"],
+    }
+    return figures, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", dest="sets", action="append", choices=list(SETS), help="repeatable; default: all")
+    ap.add_argument("--encoder", default="local")
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N photos of each set")
+    ap.add_argument("--failures", action="store_true", help="print every failure")
+    ap.add_argument("--json", dest="json_out", default=None, help="write per-photo results here")
+    args = ap.parse_args()
+    table, all_rows = {}, []
+    t0 = time.perf_counter()
+    for name in args.sets or list(SETS):
+        figures, rows = run_set(name, args.encoder, args.rebuild, args.limit, args.failures)
+        table[name] = figures
+        all_rows += rows
+    print(f"encoder {args.encoder} ({time.perf_counter() - t0:.0f} s)")
+    print(f"| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, f in table.items():
+        print(f"| {name} | {f['references']} | {f['photos']} | {f['top1']:.1%} | {f['accepted_correct']:.1%} | "
+              f"{f['review']} | {f['reject']} | {f['false_accept']} | {f['open_not_accepted']:.1%} |")
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"figures": table, "photos": all_rows}, f, indent=1)
 
 
 def _brief(r: dict) -> dict:

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DVD = ROOT.parent / "shared" / "data" / "dvd-covers"
+DATA = ROOT.parent / "shared" / "data"
+DVD = DATA / "dvd-covers"
+# The real dev sets: name -> the sub-folders indexed together (distractors only for DVDs).
+SETS = {"dvd-covers": ("references", "distractors"), "books": ("references",), "paintings": ("references",)}
 CACHE = ROOT / ".cache" / "bench"
 
 
@@ -42,6 +45,37 @@ def dvd_index(encoder: str = "local", rebuild: bool = False) -> Path:
             settings["pretrained"] = None
         build_index(out, refs=refs_folder(), settings=settings, show_progress=True, rebuild=rebuild)
     return out
+
+
+def set_index(name: str, encoder: str = "local", rebuild: bool = False) -> Path:
+    """Build (once) and return the index of one dev set (references, + distractors for DVDs)."""
+    if name == "dvd-covers":
+        return dvd_index(encoder, rebuild)
+    from cover_id.indexer import build_index
+
+    root = DATA / name
+    if not (root / "references").is_dir():
+        sys.exit(f"benchmark data not found at {root}")
+    refs = CACHE / f"refs_{name}"
+    (refs / "references").mkdir(parents=True, exist_ok=True)
+    for f in sorted((root / "references").iterdir()):
+        link = refs / "references" / f.name
+        if not link.exists():
+            os.symlink(f, link)
+    out = CACHE / f"index_{name}_{encoder}"
+    if rebuild or not (out / "manifest.json").is_file():
+        settings = {"encoder": encoder, "threads": 2}
+        if encoder == "clip":
+            settings["pretrained"] = None
+        build_index(out, refs=refs, settings=settings, show_progress=True, rebuild=rebuild)
+    return out
+
+
+def set_truth(name: str) -> list[tuple[Path, str]]:
+    """(photo path, reference filename relative to the index root) pairs of one dev set."""
+    root = DATA / name
+    with open(root / "truth.csv", newline="") as f:
+        return [(root / row["photo"], row["reference"]) for row in csv.DictReader(f)]
 
 
 def truth() -> list[tuple[Path, str]]:
