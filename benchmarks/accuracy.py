@@ -76,7 +76,7 @@ def main() -> None:
         table[name] = figures
         all_rows += rows
     print(f"encoder {args.encoder} ({time.perf_counter() - t0:.0f} s)")
-    print(f"| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |")
+    print("| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, f in table.items():
         print(f"| {name} | {f['references']} | {f['photos']} | {f['top1']:.1%} | {f['accepted_correct']:.1%} | "

@@ -89,3 +89,24 @@ def percentile(values: list[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def cli(*args: str) -> str:
+    """Run the public ``cover-id`` CLI (the held-out measurement path); its stdout."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "cover_id", *args], capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        sys.exit(f"cover-id {args[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def cli_identify(photos: list[Path], index: Path, chunk: int = 200) -> list[dict]:
+    """``cover-id identify --json`` over many photos, one result dict per photo."""
+    import json
+
+    out: list[dict] = []
+    for i in range(0, len(photos), chunk):
+        text = cli("identify", *map(str, photos[i : i + chunk]), "--index", str(index), "--json")
+        out += [json.loads(line) for line in text.splitlines() if line.strip()]
+    return out

@@ -1,0 +1,92 @@
+"""Trading-card benchmark: a generated set that behaves like a real one.
+
+Every card shares one frame template and one of a few rules texts; cards
+differ by artwork and name. The collection holds present cards and some
+same-art variants (set code, rarity stamp, foil). Synthetic phone photos (in a
+sleeve, in a hand, on a playmat; glare, perspective, blur, JPEG) of:
+
+- present cards and present variants: should be accepted as exactly that printing;
+- absent cards (same frame and rules texts, other art): must not be accepted;
+- absent variants (same art as a present card): must not be accepted as it
+  (``review`` naming the look-alike is right).
+
+Measured through the public CLI (``cover-id index`` / ``cover-id identify --json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+
+from cardgen import make_set, photograph, render
+from common import CACHE, DVD, cli, cli_identify
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--present", type=int, default=150)
+    ap.add_argument("--absent", type=int, default=40)
+    ap.add_argument("--variants", type=int, default=30, help="present variants (and as many absent ones)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rebuild", action="store_true", help="generate the cards and photos again")
+    ap.add_argument("--failures", action="store_true")
+    args = ap.parse_args()
+
+    art_dir = DVD / "distractors"  # artwork from real images that are not references
+    work = CACHE / f"cards_{args.present}_{args.absent}_{args.variants}_{args.seed}"
+    if args.rebuild and work.exists():
+        shutil.rmtree(work)
+    present, absent, pvar, avar = make_set(sorted(p.name for p in art_dir.iterdir()), args.present, args.absent,
+                                           args.variants, args.seed)  # fmt: skip
+    refs, photos = work / "refs", work / "photos"
+    groups = {"present": present, "present_variant": pvar, "absent": absent, "absent_variant": avar}
+    if not refs.exists():
+        refs.mkdir(parents=True, exist_ok=True)
+        photos.mkdir(parents=True, exist_ok=True)
+        for n, c in enumerate(present + pvar + absent + avar):
+            face = render(c, art_dir)
+            if c in present or c in pvar:
+                cv2.imwrite(str(refs / f"{c.key}.jpg"), face, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            cv2.imwrite(str(photos / f"{c.key}.jpg"), photograph(face, seed=args.seed * 100_000 + n))
+    cli("index", "--refs", str(refs), "--out", str(work / "index"), "--rebuild")
+
+    base_of = {v.key: v.key.rsplit("-", 1)[0] for v in pvar + avar}
+    t0 = time.perf_counter()
+    rows = []
+    for group, cards in groups.items():
+        results = cli_identify([photos / f"{c.key}.jpg" for c in cards], work / "index")
+        for c, r in zip(cards, results):
+            got = Path((r.get("match") or {}).get("filename") or "").stem or None
+            rows.append((group, c.key, r["decision"], got))
+    secs = time.perf_counter() - t0
+
+    print(f"cards: {len(present)} present + {len(pvar)} present variants indexed; "
+          f"{len(absent)} absent, {len(avar)} absent variants; {len(rows)} photos ({secs:.0f} s)")  # fmt: skip
+    print("| photos of | n | accepted-correct | review | reject | false accepts | accepted as its variant twin |")
+    print("|---|---|---|---|---|---|---|")
+    for group in groups:
+        g = [r for r in rows if r[0] == group]
+        n = len(g)
+        in_collection = group.startswith("present")
+        correct = sum(1 for _, key, d, got in g if d == "accept" and got == key) if in_collection else 0
+        false = sum(1 for _, key, d, got in g if d == "accept" and got != key)
+        twins = sum(
+            1 for _, key, d, got in g
+            if d == "accept" and got != key and got is not None and base_of.get(key, key) == base_of.get(got, got)
+        )  # fmt: skip
+        review = sum(1 for r in g if r[2] == "review")
+        reject = sum(1 for r in g if r[2] == "reject")
+        acc = f"{correct / n:.1%}" if in_collection else "-"
+        print(f"| {group.replace('_', ' ')} | {n} | {acc} | {review} | {reject} | {false} | {twins} |")
+        if args.failures:
+            for _, key, d, got in g:
+                if (in_collection and (d != "accept" or got != key)) or (not in_collection and d == "accept"):
+                    print(f"    {key}: {d} {got}")
+
+
+if __name__ == "__main__":
+    main()
