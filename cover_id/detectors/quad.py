@@ -7,9 +7,9 @@ cover. Working from lines rather than closed contours keeps covers whose
 outline is broken by glare, a finger over a corner or a background of the
 same colour. The best candidates are scored for plausibility (gradient
 support across each side, corner angles, opposite-side ratio, aspect, size);
-larger plausible quads win, then a plausible quad just inside the winner (the
-printed insert inside a DVD or game case) replaces it. Corners are mapped
-back to the input's coordinates.
+larger plausible quads win; each side is then moved inwards to a straight edge
+just inside it when there is one (the printed insert inside a DVD or game
+case). Corners are mapped back to the input's coordinates.
 
 Corner order (used everywhere in cover-id): clockwise as seen in the image,
 starting at the corner whose outgoing edge points most nearly along +x. So the
@@ -27,16 +27,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cover_id.detectors.base import Detector, Quad
+from cover_id.geometry import polygon_area
+from cover_id.imageops import shrink
+
 __all__ = ["Quad", "QuadDetector", "order_corners", "rectify", "rectify_transform", "draw_quads", "quad_aspect"]
-
-
-@dataclass
-class Quad:
-    """A detected cover outline in the coordinates of the detector's input image."""
-
-    corners: np.ndarray  # (4, 2) float32, ordered TL, TR, BR, BL (see module doc)
-    score: float  # plausibility 0..1
-    area_frac: float  # quad area / image area
 
 
 def order_corners(points: np.ndarray) -> np.ndarray:
@@ -121,9 +116,6 @@ def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
     return out
 
 
-def _polygon_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 @dataclass
@@ -360,12 +352,10 @@ class _Candidate:
     area: float
 
 
-class QuadDetector:
+class QuadDetector(Detector):
     """Finds the largest plausible cover quadrilateral(s) in a photo.
 
     ``min_score`` is the plausibility below which nothing is returned.
-    ``prefer_inner``: when a plausible quad sits just inside the chosen one
-    (a printed insert inside a DVD / game case), return the inner one.
     """
 
     name = "quad"
@@ -380,7 +370,6 @@ class QuadDetector:
         min_gradient: float = 6.0,
         max_lines: int = 24,
         max_candidates: int = 16,
-        prefer_inner: bool = False,
         inner_band: float = 0.15,
         inner_jump: float = 0.035,
         inner_support: float = 0.7,
@@ -394,7 +383,6 @@ class QuadDetector:
         self.min_gradient = min_gradient
         self.max_lines = max_lines
         self.max_candidates = max_candidates
-        self.prefer_inner = prefer_inner
         self.inner_band = inner_band
         self.inner_jump = inner_jump
         self.inner_support = inner_support
@@ -405,10 +393,7 @@ class QuadDetector:
         """Best-first plausible quads (non-overlapping); empty when none is plausible."""
         h, w = image_bgr.shape[:2]
         gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray = shrink(gray, self.max_side)
         sh, sw = gray.shape[:2]
         grads = _gradients(gray)
         chosen = self._select(self._candidates(gray, grads), max_quads)
@@ -434,13 +419,13 @@ class QuadDetector:
             quad = order_corners(quad)
             score = self._score(quad, grads, image_area)
             if score > 0:
-                out.append(_Candidate(quad, score, _polygon_area(quad)))
+                out.append(_Candidate(quad, score, polygon_area(quad)))
         return out
 
     def _score(self, quad: np.ndarray, grads: tuple[np.ndarray, np.ndarray], image_area: float) -> float:
         """Plausibility 0..1; 0 for shapes a flat rectangle cannot project to."""
         h, w = grads[0].shape[:2]
-        area_frac = _polygon_area(quad) / image_area
+        area_frac = polygon_area(quad) / image_area
         if not (self.min_area_frac <= area_frac <= self.max_area_frac):
             return 0.0
         sides = np.roll(quad, -1, axis=0) - quad
@@ -521,7 +506,7 @@ class QuadDetector:
         score = self._score(refined, grads, float(grads[0].size))
         if score < max(self.min_score, 0.9 * cand.score):
             return cand
-        return _Candidate(order_corners(refined), max(score, cand.score), _polygon_area(refined))
+        return _Candidate(order_corners(refined), max(score, cand.score), polygon_area(refined))
 
     def _select(self, candidates: list[_Candidate], max_quads: int) -> list[_Candidate]:
         """Rank by plausibility and size; drop duplicates and overlapping ones."""
@@ -535,33 +520,14 @@ class QuadDetector:
         chosen: list[_Candidate] = []
         for cand in plausible:
             if all(_overlap(cand.corners, other.corners) < 0.2 for other in chosen):
-                chosen.append(self._inner(cand, plausible) if self.prefer_inner else cand)
+                chosen.append(cand)
             if len(chosen) >= max_quads:
                 break
         return chosen
-
-    def _inner(self, outer: _Candidate, candidates: list[_Candidate]) -> _Candidate:
-        """The largest plausible quad just inside ``outer`` (same shape, every
-        corner moved inwards by at most 8 % of the diagonal), else ``outer``."""
-        diag = float(np.linalg.norm(outer.corners[2] - outer.corners[0]))
-        best = outer
-        for cand in candidates:
-            if cand is outer or not (0.6 * outer.area <= cand.area < 0.97 * outer.area):
-                continue
-            if cand.score < 0.9 * outer.score:
-                continue
-            shift = min(
-                float(np.abs(np.roll(cand.corners, k, axis=0) - outer.corners).max()) for k in range(4)
-            )
-            if shift > 0.08 * diag or _overlap(cand.corners, outer.corners) < 0.97:
-                continue
-            if best is outer or cand.area > best.area:
-                best = cand
-        return best
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller area (1.0 when one contains the other)."""
     inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    smaller = min(_polygon_area(a), _polygon_area(b))
+    smaller = min(polygon_area(a), polygon_area(b))
     return float(inter / smaller) if smaller > 0 else 1.0

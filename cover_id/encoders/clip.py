@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cover_id.encoders.base import Encoder
 from cover_id.errors import CoverIdError, WeightsUnavailableError
 
 if TYPE_CHECKING:
@@ -94,10 +95,11 @@ def _file_fingerprint(path: Path) -> str:
     return f"sha256-head-tail:{h.hexdigest()[:16]}:{size}"
 
 
-class ClipEncoder:
+class ClipEncoder(Encoder):
     """open_clip image encoder; ``pretrained=None`` gives seeded random weights (tests)."""
 
     name = "clip"
+    supports_text = True
 
     def __init__(
         self,
@@ -155,7 +157,11 @@ class ClipEncoder:
         self._tokenizer = None
         with torch.no_grad():
             probe = self.net.encode_image(torch.zeros(1, 3, *self._input_size(), device=device))
-        self.dim = int(probe.shape[-1])
+        self._dim = int(probe.shape[-1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
 
     def _input_size(self) -> tuple[int, int]:
         size = getattr(self.net.visual, "image_size", 224)
