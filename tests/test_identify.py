@@ -201,3 +201,89 @@ def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
     assert -1.0 <= r["cosine"] <= 1.0 and r["timings_ms"]["embed"] > 0
     hits = ident.search_by_text("a cover", k=3)
     assert len(hits) == 3 and all("cosine" in h for h in hits)
+
+
+def _same_answer(r: dict) -> dict:
+    """An answer without what may differ between calls: the label and the timings."""
+    return {k: v for k, v in r.items() if k not in ("input", "timings_ms")}
+
+
+def test_path_bytes_and_array_give_the_same_answer(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    """Arrays are shrunk to max_side and get the second look like files (they used to skip both)."""
+    rng = np.random.default_rng(31)
+    scene, _ = place_in_scene(make_cover(4, (240, 320)), make_background(31, (1200, 900)), rng)
+    photo = tmp_path / "large.png"  # lossless: the file decodes to exactly the array
+    cv2.imwrite(str(photo), scene)
+    by_path = ident.identify(photo)
+    by_bytes = ident.identify(photo.read_bytes())
+    by_array = ident.identify(cv2.imread(str(photo)))
+    assert by_path["match"]["id"] == "cover-004" and by_path["image_size"] == [1200, 900]
+    assert _same_answer(by_path) == _same_answer(by_bytes) == _same_answer(by_array)
+    absent = cv2.imread(str(world["absent"]))
+    big = cv2.resize(absent, (1440, 1080))
+    (tmp_path / "absent_big.png").write_bytes(cv2.imencode(".png", big)[1].tobytes())
+    r_array, r_path = ident.identify(big), ident.identify(tmp_path / "absent_big.png")
+    assert "second_look" in r_array["timings_ms"] and "second_look" in r_path["timings_ms"]
+    assert _same_answer(r_array) == _same_answer(r_path)
+
+
+def test_answer_records_the_preset_and_settings(world: dict) -> None:
+    from cover_id.config import Settings
+
+    ident = Identifier.from_index(world["index"], Settings.from_mapping({"threads": 2}, preset="fast"))
+    r = ident.identify(world["photos"][2][0])
+    s = r["settings"]
+    assert s["preset"] == "fast" and s["top_k"] == 15 and s["second_look"] is False
+    assert s["reranker"] == "geometric" and s["thresholds"]["source"] == "defaults"
+    assert s["thresholds"]["accept_score"] == ident.thresholds.accept_score
+
+
+def test_rank_fusion_rewards_agreement() -> None:
+    from cover_id.identify.retrieve import fuse
+
+    assert fuse([[1, 2, 3, 4], [4, 2, 9, 8]], 3) == [2, 4, 1]  # second in both lists beats first in one
+    assert fuse([[1, 2, 3], [3, 2, 1]], 3) == [1, 3, 2]  # equal scores: first seen first
+    assert fuse([[5, 6], [7, 5]], 2) == [5, 7]  # 5 is in both lists; 7 ranks first somewhere, 6 only second
+    assert fuse([[1, 2, 3], []], 2) == [1, 2]
+    assert fuse([], 5) == []
+    assert fuse([[9, 8, 7, 6]], 2) == [9, 8]  # one list: its own order, cut at the limit
+
+
+def _match(row: int, score: float, shift: float | None = 0.0, inliers: int = 30) -> "object":
+    from cover_id.rerankers.base import GeomMatch
+
+    h = None if shift is None else np.array([[1, 0, shift], [0, 1, 0], [0, 0, 1]], np.float64)
+    return GeomMatch(ref_index=row, score=score, inliers=inliers, sane=True, homography=h, detail={"explained": 1.0})
+
+
+def test_rival_is_only_a_candidate_for_the_same_place(ident: Identifier) -> None:
+    from cover_id.identify.decide import rival
+
+    store = ident.store
+    best = _match(0, 0.9)
+    elsewhere = _match(1, 0.8, shift=5000.0)  # another cover far to the right: no doubt about the first
+    same_place = _match(2, 0.5)
+    assert rival(store, best, [elsewhere, same_place]) is same_place
+    assert rival(store, best, [elsewhere]) is None
+    assert rival(store, best, [_match(3, 0.4, shift=None)]).ref_index == 3  # no outline: be cautious
+    assert rival(None, best, [elsewhere]) is elsewhere  # without the collection, the runner-up
+    assert rival(store, None, []) is None
+
+
+def test_choose_orders_views_and_decides(ident: Identifier) -> None:
+    from cover_id.identify.decide import Thresholds, ThresholdPolicy, choose
+
+    store = ident.store
+    crop = ([_match(0, 0.8), _match(1, 0.78, shift=5000.0)], {0: 0.5, 1: 0.2})
+    full = ([_match(2, 0.5), _match(0, 0.45)], {2: 0.3, 0: 0.5})
+    ordered, decision = choose(store, {"full": full, "crop": crop}, Thresholds())
+    assert [name for name, _ in ordered] == ["crop", "full"] and decision == "accept"  # the rival is elsewhere
+    ordered, decision = choose(store, {"full": full, "crop": crop}, ThresholdPolicy(), exclude=0)
+    assert ordered[0][1].ranked[0].ref_index == 1 and decision == "accept"  # cover 0 withheld: cover 1 leads
+    tie = {"full": ([_match(4, 0.6)], {}), "crop": ([_match(5, 0.6)], {})}
+    assert choose(store, tie, Thresholds())[0][0][0] == "crop"  # equal evidence: the rectified view wins
+    ordered, decision = choose(store, {"full": ([], {}), "crop": ([], {})}, Thresholds())
+    assert decision == "reject"
+    close = {"crop": ([_match(0, 0.8), _match(1, 0.75)], {})}  # same place, small margin
+    assert choose(store, close, Thresholds())[1] == "review"
+    assert choose(store, close, Thresholds(accept_margin=0.01))[1] == "accept"
