@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cover_id.errors import CoverIdError
 
@@ -88,7 +89,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULTS: dict[str, Any] = Settings().as_dict()  # the built-in values as a plain dict
 
 INDEX_KEYS = ("encoder", "model", "pretrained", "device", "batch_size")
-IDENTIFY_KEYS = ("top_k", "rerank_k", "max_side", "detector", "detect_side", "reranker", "second_look", "second_look_side")
+IDENTIFY_KEYS = (
+    "top_k",
+    "rerank_k",
+    "max_side",
+    "detector",
+    "detect_side",
+    "reranker",
+    "second_look",
+    "second_look_side",
+)
 
 
 def preset_values(name: str) -> dict[str, Any]:

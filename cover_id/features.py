@@ -40,9 +40,7 @@ class Features:
 
 
 def empty_features(size: tuple[int, int]) -> Features:
-    return Features(
-        np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1]))
-    )
+    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1])))
 
 
 def desc_float(desc: np.ndarray) -> np.ndarray:
@@ -63,7 +61,7 @@ _sift_cache: dict[int, cv2.SIFT] = {}
 def _sift(max_features: int) -> cv2.SIFT:
     sift = _sift_cache.get(max_features)
     if sift is None:
-        sift = cv2.SIFT_create(nfeatures=max_features)
+        sift = cv2.SIFT.create(nfeatures=max_features)
         _sift_cache[max_features] = sift
     return sift
 

@@ -21,7 +21,7 @@ def overlap(a: "np.ndarray", b: "np.ndarray") -> float:
     import cv2
     import numpy as np
 
-    a, b = np.float32(a).reshape(-1, 2), np.float32(b).reshape(-1, 2)
+    a, b = np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2)
     try:
         inter, _ = cv2.intersectConvexConvex(a, b)
     except cv2.error:  # be cautious: treat as the same place
@@ -35,7 +35,7 @@ def points_inside(xy: "np.ndarray", outline: "np.ndarray") -> "np.ndarray":
     import cv2
     import numpy as np
 
-    poly = np.float32(outline).reshape(-1, 1, 2)
+    poly = np.asarray(outline, np.float32).reshape(-1, 1, 2)
     return np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0 for x, y in xy], bool)
 
 
@@ -49,7 +49,7 @@ def project_box(
     if h is None:
         return None
     x0, y0, x1, y1 = box
-    corners = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).reshape(-1, 1, 2)
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32).reshape(-1, 1, 2)
     m = h if then is None else then @ h
     pts = cv2.perspectiveTransform(corners, m.astype(np.float64)).reshape(4, 2)
     if not np.all(np.isfinite(pts)):

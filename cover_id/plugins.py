@@ -83,7 +83,9 @@ def load(kind: str, name: str) -> Any:
         module, cls_name = BASES[kind]
         base = getattr(importlib.import_module(module), cls_name)
         if not (isinstance(obj, type) and issubclass(obj, base)):
-            raise CoverIdError(f"{kind[:-1]} plugin '{name}' ({eps[name].value}) is not a subclass of {module}.{cls_name}")
+            raise CoverIdError(
+                f"{kind[:-1]} plugin '{name}' ({eps[name].value}) is not a subclass of {module}.{cls_name}"
+            )
     return obj
 
 

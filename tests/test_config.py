@@ -96,8 +96,14 @@ def test_presets_sit_between_defaults_and_the_other_layers(tmp_path: Path, monke
         load_config({"preset": "quick"})
     assert identify_record(s)["preset"] == "accurate" and identify_record(s)["rerank_k"] == 7
     rec = index_record({"encoder": "local"})
-    assert rec == {"preset": "default", "encoder": "local", "model": "ViT-B-32",
-                   "pretrained": "laion2b_s34b_b79k", "device": "cpu", "batch_size": 32}
+    assert rec == {
+        "preset": "default",
+        "encoder": "local",
+        "model": "ViT-B-32",
+        "pretrained": "laion2b_s34b_b79k",
+        "device": "cpu",
+        "batch_size": 32,
+    }
     assert Settings.from_mapping({"top_k": None, "api_key": None, "unknown": 1}).top_k == 25
 
 

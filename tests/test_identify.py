@@ -118,29 +118,61 @@ def test_multi_finds_every_cover(world: dict, ident: Identifier, tmp_path: Path)
 def test_cli_json_lines_csv_and_exit_codes(world: dict, tmp_path: Path) -> None:
     photos_dir = tmp_path / "photos"
     photos_dir.mkdir()
-    for i, (p, _) in world["photos"].items():
+    for p, _ in world["photos"].values():
         (photos_dir / p.name).write_bytes(p.read_bytes())
     (photos_dir / "zz_broken.jpg").write_bytes(b"broken")
-    cmd = [sys.executable, "-m", "cover_id", "identify", str(world["absent"]), str(photos_dir),
-           "--index", str(world["index"]), "--json", "--csv", str(tmp_path / "out.csv"),
-           "--export-debug", str(tmp_path / "dbg")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cover_id",
+        "identify",
+        str(world["absent"]),
+        str(photos_dir),
+        "--index",
+        str(world["index"]),
+        "--json",
+        "--csv",
+        str(tmp_path / "out.csv"),
+        "--export-debug",
+        str(tmp_path / "dbg"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stderr  # one bad photo in the batch: reported, exit 1
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [Path(x["input"]).name for x in lines] == ["absent.jpg", "photo_2.jpg", "photo_5.jpg", "zz_broken.jpg"]
     assert lines[1]["decision"] == "accept" and lines[1]["match"]["id"] == "cover-002"
-    for key in ["input", "decision", "confident", "strategy", "cosine", "geom_score", "inliers", "match",
-                "alternatives", "other_variant", "exports", "timings_ms"]:  # fmt: skip
+    for key in [
+        "input",
+        "decision",
+        "confident",
+        "strategy",
+        "cosine",
+        "geom_score",
+        "inliers",
+        "match",
+        "alternatives",
+        "other_variant",
+        "exports",
+        "timings_ms",
+    ]:
         assert key in lines[1]
     assert "error" in lines[3]
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert [r["decision"] for r in rows] == [lines[0]["decision"], "accept", "accept", "error"]
     assert (tmp_path / "dbg" / "photo_2_debug.jpg").is_file()
-    human = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["photos"][2][0]),
-                            "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    human = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(world["photos"][2][0]), "--index", str(world["index"])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert human.returncode == 0 and "ACCEPT" in human.stdout and "Cover 002" in human.stdout
-    missing = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(tmp_path / "nope.jpg"),
-                              "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    missing = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(tmp_path / "nope.jpg"), "--index", str(world["index"])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert missing.returncode == 2 and "no such file" in missing.stdout + missing.stderr
 
 
@@ -152,8 +184,12 @@ def test_index_built_with_other_encoder_is_reported(world: dict, tmp_path: Path)
     m = json.loads((idx / "manifest.json").read_text())
     m["encoder"]["name"] = "not-installed"
     (idx / "manifest.json").write_text(json.dumps(m))
-    out = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["absent"]), "--index", str(idx)],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(world["absent"]), "--index", str(idx)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 2 and "unknown encoder 'not-installed'" in out.stderr
 
 
@@ -179,8 +215,9 @@ def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Id
     from PIL import Image
 
     rng = np.random.default_rng(2)
-    scene, _ = place_in_scene(make_cover(3, (480, 640)), make_background(42, (4000, 3000)), rng,
-                              scale_range=(0.08, 0.1), max_tilt=0.1)  # fmt: skip
+    scene, _ = place_in_scene(
+        make_cover(3, (480, 640)), make_background(42, (4000, 3000)), rng, scale_range=(0.08, 0.1), max_tilt=0.1
+    )
     photo = tmp_path / "small_cover_12mp.jpg"
     Image.fromarray(scene[:, :, ::-1]).save(photo, quality=90)
     first_only = Identifier(ident.store, {"threads": 2, "second_look": False}).identify(photo)
@@ -192,8 +229,12 @@ def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Id
 
 def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
     """A CLIP index (random weights) embeds the rectified crop and the photo as images."""
-    build_index(tmp_path / "clip", refs=world["root"] / "refs",
-                settings={"encoder": "clip", "pretrained": None}, show_progress=False)  # fmt: skip
+    build_index(
+        tmp_path / "clip",
+        refs=world["root"] / "refs",
+        settings={"encoder": "clip", "pretrained": None},
+        show_progress=False,
+    )
     ident = Identifier.from_index(tmp_path / "clip", {"threads": 2})
     assert not hasattr(ident.encoder, "encode_features")
     r = ident.identify(world["photos"][5][0])
@@ -271,7 +312,7 @@ def test_rival_is_only_a_candidate_for_the_same_place(ident: Identifier) -> None
 
 
 def test_choose_orders_views_and_decides(ident: Identifier) -> None:
-    from cover_id.identify.decide import Thresholds, ThresholdPolicy, choose
+    from cover_id.identify.decide import ThresholdPolicy, Thresholds, choose
 
     store = ident.store
     crop = ([_match(0, 0.8), _match(1, 0.78, shift=5000.0)], {0: 0.5, 1: 0.2})

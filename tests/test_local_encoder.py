@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from test_features import textured
 
 from cover_id.encoders.local import DescriptorVoter, LocalEncoder
 from cover_id.features import extract_features
-from test_features import textured
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,10 @@ def test_a_builtin_cannot_be_shadowed(site: Path, covers: Path, tmp_path: Path) 
 def test_a_plugin_of_the_wrong_kind_is_one_clear_error(site: Path, covers: Path, tmp_path: Path) -> None:
     out = cli(site, "index", "--refs", str(covers), "--out", str(tmp_path / "i"), "--encoder", "plain")
     assert out.returncode == 2
-    assert "encoder plugin 'plain' (fakeplug:NotAnEncoder) is not a subclass of cover_id.encoders.base.Encoder" in out.stderr
+    assert (
+        "encoder plugin 'plain' (fakeplug:NotAnEncoder) is not a subclass of cover_id.encoders.base.Encoder"
+        in out.stderr
+    )
 
 
 def test_builtins_are_found_without_third_party_plugins() -> None:

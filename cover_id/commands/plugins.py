@@ -28,8 +28,7 @@ def plugins() -> None:
             for ep in lost:
                 by = ep.dist.name if ep.dist is not None else "?"
                 console.print(
-                    f"clash: {kind[:-1]} '{name}' from {by} ({ep.value}) is ignored; "
-                    f"'{name}' is {winner.value}",
+                    f"clash: {kind[:-1]} '{name}' from {by} ({ep.value}) is ignored; '{name}' is {winner.value}",
                     markup=False,
                     highlight=False,
                 )

@@ -74,7 +74,7 @@ def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndar
     scale = min(1.0, max_side / max(width, height, 1.0))
     out_w = max(8, int(round(width * scale)))
     out_h = max(8, int(round(height * scale)))
-    dst = np.float32([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]])
+    dst = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
     return cv2.getPerspectiveTransform(c, dst), (out_w, out_h)
 
 
@@ -88,9 +88,7 @@ def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> 
     if scale < 0.5:
         sigma = 0.5 / scale * 0.5
         src = cv2.GaussianBlur(image_bgr, (0, 0), sigma)
-    return cv2.warpPerspective(
-        src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpPerspective(src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
@@ -114,8 +112,6 @@ def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
             cv2.LINE_AA,
         )
     return out
-
-
 
 
 @dataclass
@@ -180,8 +176,12 @@ def _group_segments(
     mid = (p0 + p1) / 2
     # compatible[k, j]: segment k lies on the line through segment j.
     sin = np.abs(unit[:, None, 0] * unit[None, :, 1] - unit[:, None, 1] * unit[None, :, 0])
-    dist0 = np.abs((p0[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p0[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0])
-    dist1 = np.abs((p1[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p1[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0])
+    dist0 = np.abs(
+        (p0[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p0[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0]
+    )
+    dist1 = np.abs(
+        (p1[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p1[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0]
+    )
     compatible = (sin < 0.07) & (dist0 <= 2.5) & (dist1 <= 2.5)  # ~4 degrees
     n = len(seg)
     is_seed = np.zeros(n, dtype=bool)
@@ -276,7 +276,7 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
     quads, area = quads[keep], area[keep]
     sides = [a[keep], b[keep], c[keep], e[keep]]
     # Coverage: the fraction of each side lying on detected segments of its line.
-    coverage = []
+    per_side: list[np.ndarray] = []
     for s_idx, (q0, q1) in enumerate(((3, 0), (0, 1), (1, 2), (2, 3))):
         li = sides[s_idx]
         t0 = np.einsum("nk,nk->n", quads[:, q0] - p[li], d[li])
@@ -284,8 +284,8 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
         lo, hi = np.minimum(t0, t1), np.maximum(t0, t1)
         iv = lines.intervals[li]
         overlap = np.clip(np.minimum(iv[..., 1], hi[:, None]) - np.maximum(iv[..., 0], lo[:, None]), 0, None)
-        coverage.append(overlap.sum(1) / np.maximum(hi - lo, 1e-6))
-    coverage = np.stack(coverage, axis=1)
+        per_side.append(overlap.sum(1) / np.maximum(hi - lo, 1e-6))
+    coverage = np.stack(per_side, axis=1)
     quick = (0.5 * coverage.mean(1) + 0.5 * coverage.min(1)) * (area / area.max()) ** 0.25
     quick[coverage.min(1) < 0.2] = 0
     best = np.argsort(-quick)[:limit]
@@ -326,7 +326,9 @@ def _side_support(
     polar[:, :, :-1] |= polar[:, :, 1:].copy()
     n = len(offsets)
     # Offset at each sample for every (start, end) offset pair, as an index.
-    idx = np.round((1 - t)[:, None, None] * np.arange(n)[None, :, None] + t[:, None, None] * np.arange(n)[None, None, :])
+    idx = np.round(
+        (1 - t)[:, None, None] * np.arange(n)[None, :, None] + t[:, None, None] * np.arange(n)[None, None, :]
+    )
     idx = idx.astype(np.int64)
     rows = np.arange(samples)[:, None, None]
     return np.maximum(polar[0][rows, idx].mean(0), polar[1][rows, idx].mean(0))
@@ -398,11 +400,8 @@ class QuadDetector(Detector):
         grads = _gradients(gray)
         chosen = self._select(self._candidates(gray, grads), max_quads)
         chosen = [self._refined(c, grads) for c in chosen]
-        factor = np.float32([w / sw, h / sh])
-        return [
-            Quad(order_corners(c.corners * factor), round(float(c.score), 4), c.area / (sw * sh))
-            for c in chosen
-        ]
+        factor = np.array([w / sw, h / sh], np.float32)
+        return [Quad(order_corners(c.corners * factor), round(float(c.score), 4), c.area / (sw * sh)) for c in chosen]
 
     def _candidates(self, gray: np.ndarray, grads: tuple[np.ndarray, np.ndarray]) -> list[_Candidate]:
         h, w = gray.shape[:2]
@@ -433,9 +432,7 @@ class QuadDetector(Detector):
         if lengths.min() < 8:
             return 0.0
         # Interior angles: perspective bends them, but rarely beyond ~50..130 degrees.
-        cosines = np.abs(np.einsum("ij,ij->i", -np.roll(sides, 1, axis=0), sides)) / (
-            np.roll(lengths, 1) * lengths
-        )
+        cosines = np.abs(np.einsum("ij,ij->i", -np.roll(sides, 1, axis=0), sides)) / (np.roll(lengths, 1) * lengths)
         worst_cos = float(cosines.max())
         if worst_cos > 0.65:
             return 0.0
@@ -502,7 +499,7 @@ class QuadDetector(Detector):
             if p is None:
                 return cand
             corners.append(p)
-        refined = np.float32(corners)
+        refined = np.array(corners, np.float32)
         score = self._score(refined, grads, float(grads[0].size))
         if score < max(self.min_score, 0.9 * cand.score):
             return cand

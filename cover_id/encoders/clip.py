@@ -154,7 +154,7 @@ class ClipEncoder(Encoder):
         net.eval()
         self.net = net
         self.preprocess = preprocess
-        self._tokenizer = None
+        self._tokenizer: Any = None
         with torch.no_grad():
             probe = self.net.encode_image(torch.zeros(1, 3, *self._input_size(), device=device))
         self._dim = int(probe.shape[-1])
@@ -165,7 +165,7 @@ class ClipEncoder(Encoder):
 
     def _input_size(self) -> tuple[int, int]:
         size = getattr(self.net.visual, "image_size", 224)
-        return (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[return-value]
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     def spec(self) -> dict[str, Any]:
         return {

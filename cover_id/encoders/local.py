@@ -151,7 +151,7 @@ class LocalEncoder(Encoder):
         v = np.zeros((k, 128), np.float32)
         for j in range(m):
             np.add.at(v, idx[:, j], w[:, j : j + 1] * (x - c[idx[:, j]]))
-        v = np.sign(v) * np.abs(v) ** self.alpha
+        v = (np.sign(v) * np.abs(v) ** self.alpha).astype(np.float32, copy=False)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         return l2_normalize(v.reshape(1, -1))[0]
 

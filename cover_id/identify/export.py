@@ -32,13 +32,13 @@ def crop(store: "IndexStore", photo: "Photo", result: dict[str, Any] | None) -> 
     image = photo.image
     assert image is not None
     if result and result.get("match_quad") and result["decision"] != "reject":
-        src = np.float32(result["match_quad"]) / photo.back
+        src = np.array(result["match_quad"], np.float32) / np.float32(photo.back)
         ref = store.index_of(result["match"]["id"])
         x0, y0, x1, y1 = content_box(store.features[ref]) if ref is not None else (0, 0, CROP_SIDE, CROP_SIDE)
         w, h = x1 - x0, y1 - y0
         scale = min(1.0, CROP_SIDE / max(w, h))
         w, h = max(8, round(w * scale)), max(8, round(h * scale))
-        dst = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
         return cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h), flags=cv2.INTER_LINEAR)
     return rectify(image, photo.quads[0].corners) if photo.quads else image
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,7 +17,9 @@ MIN_KEYPOINTS = 8  # fewer unexplained keypoints left: stop looking
 SAME_COVER = 0.5  # a detected quad overlapping a verified outline this much (IoU) is that cover's outline
 
 
-def identify_multi(photo: "Photo", look: "Callable[[Photo, list[View], Quad | None], dict[str, Any]]") -> list[dict[str, Any]]:
+def identify_multi(
+    photo: "Photo", look: "Callable[[Photo, list[View], Quad | None], dict[str, Any]]"
+) -> list[dict[str, Any]]:
     """Every recognised cover, best explained first; ``look`` identifies in some views of the photo."""
     import numpy as np
 
@@ -32,7 +35,7 @@ def identify_multi(photo: "Photo", look: "Callable[[Photo, list[View], Quad | No
         r = look(photo, [full.subset(remaining)], None)
         if r["decision"] == "reject" or r["match_quad"] is None:
             break
-        outline = np.float32(r["match_quad"]) / photo.back
+        outline = np.array(r["match_quad"], np.float32) / np.float32(photo.back)
         inside = points_inside(full.feats.xy, outline)
         if not (inside & remaining).any():
             break

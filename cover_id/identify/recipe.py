@@ -22,8 +22,9 @@ Per-photo state travels as one :class:`~cover_id.identify.result.Photo`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError
 from cover_id.identify.result import Photo, Source, error_result, ms_since, photo_result
@@ -197,7 +198,10 @@ class Identifier:
 
         from cover_id.config import identify_record
 
-        return {**identify_record(self.config), "thresholds": {"source": self.threshold_source(), **asdict(self.thresholds)}}
+        return {
+            **identify_record(self.config),
+            "thresholds": {"source": self.threshold_source(), **asdict(self.thresholds)},
+        }
 
     # ---- building blocks (also used by verify and serve) --------------------------------
     def read(self, source: Source, max_side: int | None = None) -> "tuple[np.ndarray, float]":
@@ -221,7 +225,9 @@ class Identifier:
 
         return photo_features(image, multi)
 
-    def embed(self, images: "list[np.ndarray]", feats: "list[Features]", store: "IndexStore | None" = None) -> "np.ndarray":
+    def embed(
+        self, images: "list[np.ndarray]", feats: "list[Features]", store: "IndexStore | None" = None
+    ) -> "np.ndarray":
         """Index-space vectors (reuses extracted features when the encoder supports them)."""
         from cover_id.identify.retrieve import embed
 
@@ -255,4 +261,3 @@ class Identifier:
         store = self.store
         vec = store.embed(self.encoder.encode_text([query]))
         return [{**store.records[i], "cosine": round(s, 4)} for i, s in self.search(vec, k, store)[0]]
-

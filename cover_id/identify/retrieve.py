@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
 
 
-def embed(
-    encoder: "Encoder", store: "IndexStore", images: "list[np.ndarray]", feats: "list[Features]"
-) -> "np.ndarray":
+def embed(encoder: "Encoder", store: "IndexStore", images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
     """Index-space vectors (the extracted keypoints when the encoder ``supports_features``)."""
     raw = encoder.encode_features(feats) if encoder.supports_features else encoder.encode_images(images)
     return store.embed(raw)

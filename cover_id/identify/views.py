@@ -7,7 +7,8 @@ view shares the photo's single keypoint pass, so verification matches once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,4 +127,4 @@ def reference_outline(store: "IndexStore", m: "GeomMatch", then: "np.ndarray | N
     from cover_id.geometry import project_box
 
     pts = project_box(m.homography, content_box(store.features[m.ref_index]), then)
-    return None if pts is None else np.float32(pts)
+    return None if pts is None else np.array(pts, np.float32)

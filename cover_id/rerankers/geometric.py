@@ -52,9 +52,7 @@ def _knn2(q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return 2.0 - 2.0 * s1, 2.0 - 2.0 * s2, j
 
 
-def tentative_matches(
-    qdesc: np.ndarray, rdesc: np.ndarray, ratio: float
-) -> tuple[np.ndarray, np.ndarray]:
+def tentative_matches(qdesc: np.ndarray, rdesc: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """Query->reference matches passing the ratio test, one per reference keypoint.
 
     ``qdesc``/``rdesc`` are float32 RootSIFT rows. Returns (query_idx, ref_idx).
