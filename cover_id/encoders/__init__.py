@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cover_id.encoders.base import Encoder
 from cover_id.errors import CoverIdError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cover_id.features import Features
 
 RANDOM_WEIGHTS = (None, "", "none", "None")
 
@@ -43,6 +48,13 @@ def encoder_from_settings(settings: Mapping[str, Any]) -> tuple[Encoder, str | N
     name, notice = resolve_encoder_name(settings["encoder"], settings["model"], settings["pretrained"])
     options = {k: settings[k] for k in ("model", "pretrained", "device", "batch_size") if k in settings}
     return create_encoder(name, **options), notice
+
+
+def encode(encoder: Encoder, images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
+    """Raw vectors of images whose keypoints are already extracted: the keypoints when the encoder
+    ``supports_features`` (no second pass over the pixels), else the pixels. ``images`` may be
+    empty when the encoder supports features."""
+    return encoder.encode_features(feats) if encoder.supports_features else encoder.encode_images(images)
 
 
 def encoder_from_spec(spec: dict[str, Any], options: dict[str, Any] | None = None) -> Encoder:

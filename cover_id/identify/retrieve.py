@@ -23,8 +23,9 @@ FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
 
 def embed(encoder: "Encoder", store: "IndexStore", images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
     """Index-space vectors (the extracted keypoints when the encoder ``supports_features``)."""
-    raw = encoder.encode_features(feats) if encoder.supports_features else encoder.encode_images(images)
-    return store.embed(raw)
+    from cover_id.encoders import encode
+
+    return store.embed(encode(encoder, images, feats))
 
 
 def embed_views(encoder: "Encoder", store: "IndexStore", views: "list[View]") -> "np.ndarray":
