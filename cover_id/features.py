@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cover_id.imageops import shrink
+
 # RootSIFT components lie in [0, 1] and rarely exceed 0.5 (SIFT clips each
 # bin at 0.2 of the L2 norm before the square root); scaling by 600 and
 # clipping keeps 8 bits of precision where the values actually are.
@@ -38,9 +40,7 @@ class Features:
 
 
 def empty_features(size: tuple[int, int]) -> Features:
-    return Features(
-        np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1]))
-    )
+    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1])))
 
 
 def desc_float(desc: np.ndarray) -> np.ndarray:
@@ -55,13 +55,13 @@ def _rootsift_uint8(desc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(d * DESC_SCALE), 0, 255).astype(np.uint8)
 
 
-_sift_cache: dict[int, "cv2.SIFT"] = {}
+_sift_cache: dict[int, cv2.SIFT] = {}
 
 
-def _sift(max_features: int) -> "cv2.SIFT":
+def _sift(max_features: int) -> cv2.SIFT:
     sift = _sift_cache.get(max_features)
     if sift is None:
-        sift = cv2.SIFT_create(nfeatures=max_features)
+        sift = cv2.SIFT.create(nfeatures=max_features)
         _sift_cache[max_features] = sift
     return sift
 
@@ -80,11 +80,7 @@ def extract_features(
         raise ValueError("empty image")
     h, w = image_bgr.shape[:2]
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-    scale = 1.0
-    if max_side and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    gray = shrink(gray, max_side)
     keypoints, desc = _sift(max_features).detectAndCompute(gray, None)
     if desc is None or len(keypoints) == 0:
         return empty_features((w, h))
@@ -94,7 +90,7 @@ def extract_features(
         keypoints = [keypoints[i] for i in order]
         desc = desc[order]
     xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    if scale != 1.0:
+    if gray.shape[:2] != (h, w):
         # pixel centres: x_in + 0.5 = (x_small + 0.5) / scale
         sx, sy = w / gray.shape[1], h / gray.shape[0]
         xy = (xy + 0.5) * np.array([sx, sy], np.float32) - 0.5

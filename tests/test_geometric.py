@@ -3,6 +3,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_features import textured
 
 from cover_id.features import extract_features
 from cover_id.imageio import read_image
@@ -14,7 +15,6 @@ from cover_id.rerankers.geometric import (
     _quad_sane,
     decide,
 )
-from test_features import textured
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dvd-covers"
 
@@ -65,7 +65,9 @@ def test_homography_sanity():
     p = GeometricParams()
     size = (300, 400)
     assert _quad_sane(np.diag([0.8, 0.8, 1.0]), size, (640, 480), p)
-    assert not _quad_sane(np.diag([-1.0, 1.0, 1.0]) @ np.array([[1, 0, -300], [0, 1, 0], [0, 0, 1.0]]), size, (640, 480), p)  # mirrored
+    assert not _quad_sane(
+        np.diag([-1.0, 1.0, 1.0]) @ np.array([[1, 0, -300], [0, 1, 0], [0, 0, 1.0]]), size, (640, 480), p
+    )  # mirrored
     assert not _quad_sane(np.diag([0.02, 0.02, 1.0]), size, (640, 480), p)  # tiny
     assert not _quad_sane(np.diag([3.0, 0.1, 1.0]), size, (640, 480), p)  # wildly skewed
     assert not _quad_sane(np.array([[1, 0, 0], [0, 1, 0], [-0.01, 0, 1.0]]), size, (640, 480), p)  # crosses horizon

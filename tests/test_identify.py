@@ -118,29 +118,61 @@ def test_multi_finds_every_cover(world: dict, ident: Identifier, tmp_path: Path)
 def test_cli_json_lines_csv_and_exit_codes(world: dict, tmp_path: Path) -> None:
     photos_dir = tmp_path / "photos"
     photos_dir.mkdir()
-    for i, (p, _) in world["photos"].items():
+    for p, _ in world["photos"].values():
         (photos_dir / p.name).write_bytes(p.read_bytes())
     (photos_dir / "zz_broken.jpg").write_bytes(b"broken")
-    cmd = [sys.executable, "-m", "cover_id", "identify", str(world["absent"]), str(photos_dir),
-           "--index", str(world["index"]), "--json", "--csv", str(tmp_path / "out.csv"),
-           "--export-debug", str(tmp_path / "dbg")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cover_id",
+        "identify",
+        str(world["absent"]),
+        str(photos_dir),
+        "--index",
+        str(world["index"]),
+        "--json",
+        "--csv",
+        str(tmp_path / "out.csv"),
+        "--export-debug",
+        str(tmp_path / "dbg"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stderr  # one bad photo in the batch: reported, exit 1
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [Path(x["input"]).name for x in lines] == ["absent.jpg", "photo_2.jpg", "photo_5.jpg", "zz_broken.jpg"]
     assert lines[1]["decision"] == "accept" and lines[1]["match"]["id"] == "cover-002"
-    for key in ["input", "decision", "confident", "strategy", "cosine", "geom_score", "inliers", "match",
-                "alternatives", "other_variant", "exports", "timings_ms"]:  # fmt: skip
+    for key in [
+        "input",
+        "decision",
+        "confident",
+        "strategy",
+        "cosine",
+        "geom_score",
+        "inliers",
+        "match",
+        "alternatives",
+        "other_variant",
+        "exports",
+        "timings_ms",
+    ]:
         assert key in lines[1]
     assert "error" in lines[3]
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert [r["decision"] for r in rows] == [lines[0]["decision"], "accept", "accept", "error"]
     assert (tmp_path / "dbg" / "photo_2_debug.jpg").is_file()
-    human = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["photos"][2][0]),
-                            "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    human = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(world["photos"][2][0]), "--index", str(world["index"])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert human.returncode == 0 and "ACCEPT" in human.stdout and "Cover 002" in human.stdout
-    missing = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(tmp_path / "nope.jpg"),
-                              "--index", str(world["index"])], capture_output=True, text=True, timeout=600)  # fmt: skip
+    missing = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(tmp_path / "nope.jpg"), "--index", str(world["index"])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert missing.returncode == 2 and "no such file" in missing.stdout + missing.stderr
 
 
@@ -152,8 +184,12 @@ def test_index_built_with_other_encoder_is_reported(world: dict, tmp_path: Path)
     m = json.loads((idx / "manifest.json").read_text())
     m["encoder"]["name"] = "not-installed"
     (idx / "manifest.json").write_text(json.dumps(m))
-    out = subprocess.run([sys.executable, "-m", "cover_id", "identify", str(world["absent"]), "--index", str(idx)],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(world["absent"]), "--index", str(idx)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 2 and "unknown encoder 'not-installed'" in out.stderr
 
 
@@ -179,8 +215,9 @@ def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Id
     from PIL import Image
 
     rng = np.random.default_rng(2)
-    scene, _ = place_in_scene(make_cover(3, (480, 640)), make_background(42, (4000, 3000)), rng,
-                              scale_range=(0.08, 0.1), max_tilt=0.1)  # fmt: skip
+    scene, _ = place_in_scene(
+        make_cover(3, (480, 640)), make_background(42, (4000, 3000)), rng, scale_range=(0.08, 0.1), max_tilt=0.1
+    )
     photo = tmp_path / "small_cover_12mp.jpg"
     Image.fromarray(scene[:, :, ::-1]).save(photo, quality=90)
     first_only = Identifier(ident.store, {"threads": 2, "second_look": False}).identify(photo)
@@ -192,8 +229,12 @@ def test_second_look_finds_a_small_cover_in_a_large_photo(world: dict, ident: Id
 
 def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
     """A CLIP index (random weights) embeds the rectified crop and the photo as images."""
-    build_index(tmp_path / "clip", refs=world["root"] / "refs",
-                settings={"encoder": "clip", "pretrained": None}, show_progress=False)  # fmt: skip
+    build_index(
+        tmp_path / "clip",
+        refs=world["root"] / "refs",
+        settings={"encoder": "clip", "pretrained": None},
+        show_progress=False,
+    )
     ident = Identifier.from_index(tmp_path / "clip", {"threads": 2})
     assert not hasattr(ident.encoder, "encode_features")
     r = ident.identify(world["photos"][5][0])
@@ -201,3 +242,89 @@ def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
     assert -1.0 <= r["cosine"] <= 1.0 and r["timings_ms"]["embed"] > 0
     hits = ident.search_by_text("a cover", k=3)
     assert len(hits) == 3 and all("cosine" in h for h in hits)
+
+
+def _same_answer(r: dict) -> dict:
+    """An answer without what may differ between calls: the label and the timings."""
+    return {k: v for k, v in r.items() if k not in ("input", "timings_ms")}
+
+
+def test_path_bytes_and_array_give_the_same_answer(world: dict, ident: Identifier, tmp_path: Path) -> None:
+    """Arrays are shrunk to max_side and get the second look like files (they used to skip both)."""
+    rng = np.random.default_rng(31)
+    scene, _ = place_in_scene(make_cover(4, (240, 320)), make_background(31, (1200, 900)), rng)
+    photo = tmp_path / "large.png"  # lossless: the file decodes to exactly the array
+    cv2.imwrite(str(photo), scene)
+    by_path = ident.identify(photo)
+    by_bytes = ident.identify(photo.read_bytes())
+    by_array = ident.identify(cv2.imread(str(photo)))
+    assert by_path["match"]["id"] == "cover-004" and by_path["image_size"] == [1200, 900]
+    assert _same_answer(by_path) == _same_answer(by_bytes) == _same_answer(by_array)
+    absent = cv2.imread(str(world["absent"]))
+    big = cv2.resize(absent, (1440, 1080))
+    (tmp_path / "absent_big.png").write_bytes(cv2.imencode(".png", big)[1].tobytes())
+    r_array, r_path = ident.identify(big), ident.identify(tmp_path / "absent_big.png")
+    assert "second_look" in r_array["timings_ms"] and "second_look" in r_path["timings_ms"]
+    assert _same_answer(r_array) == _same_answer(r_path)
+
+
+def test_answer_records_the_preset_and_settings(world: dict) -> None:
+    from cover_id.config import Settings
+
+    ident = Identifier.from_index(world["index"], Settings.from_mapping({"threads": 2}, preset="fast"))
+    r = ident.identify(world["photos"][2][0])
+    s = r["settings"]
+    assert s["preset"] == "fast" and s["top_k"] == 15 and s["second_look"] is False
+    assert s["reranker"] == "geometric" and s["thresholds"]["source"] == "defaults"
+    assert s["thresholds"]["accept_score"] == ident.thresholds.accept_score
+
+
+def test_rank_fusion_rewards_agreement() -> None:
+    from cover_id.identify.retrieve import fuse
+
+    assert fuse([[1, 2, 3, 4], [4, 2, 9, 8]], 3) == [2, 4, 1]  # second in both lists beats first in one
+    assert fuse([[1, 2, 3], [3, 2, 1]], 3) == [1, 3, 2]  # equal scores: first seen first
+    assert fuse([[5, 6], [7, 5]], 2) == [5, 7]  # 5 is in both lists; 7 ranks first somewhere, 6 only second
+    assert fuse([[1, 2, 3], []], 2) == [1, 2]
+    assert fuse([], 5) == []
+    assert fuse([[9, 8, 7, 6]], 2) == [9, 8]  # one list: its own order, cut at the limit
+
+
+def _match(row: int, score: float, shift: float | None = 0.0, inliers: int = 30) -> "object":
+    from cover_id.rerankers.base import GeomMatch
+
+    h = None if shift is None else np.array([[1, 0, shift], [0, 1, 0], [0, 0, 1]], np.float64)
+    return GeomMatch(ref_index=row, score=score, inliers=inliers, sane=True, homography=h, detail={"explained": 1.0})
+
+
+def test_rival_is_only_a_candidate_for_the_same_place(ident: Identifier) -> None:
+    from cover_id.identify.decide import rival
+
+    store = ident.store
+    best = _match(0, 0.9)
+    elsewhere = _match(1, 0.8, shift=5000.0)  # another cover far to the right: no doubt about the first
+    same_place = _match(2, 0.5)
+    assert rival(store, best, [elsewhere, same_place]) is same_place
+    assert rival(store, best, [elsewhere]) is None
+    assert rival(store, best, [_match(3, 0.4, shift=None)]).ref_index == 3  # no outline: be cautious
+    assert rival(None, best, [elsewhere]) is elsewhere  # without the collection, the runner-up
+    assert rival(store, None, []) is None
+
+
+def test_choose_orders_views_and_decides(ident: Identifier) -> None:
+    from cover_id.identify.decide import ThresholdPolicy, Thresholds, choose
+
+    store = ident.store
+    crop = ([_match(0, 0.8), _match(1, 0.78, shift=5000.0)], {0: 0.5, 1: 0.2})
+    full = ([_match(2, 0.5), _match(0, 0.45)], {2: 0.3, 0: 0.5})
+    ordered, decision = choose(store, {"full": full, "crop": crop}, Thresholds())
+    assert [name for name, _ in ordered] == ["crop", "full"] and decision == "accept"  # the rival is elsewhere
+    ordered, decision = choose(store, {"full": full, "crop": crop}, ThresholdPolicy(), exclude=0)
+    assert ordered[0][1].ranked[0].ref_index == 1 and decision == "accept"  # cover 0 withheld: cover 1 leads
+    tie = {"full": ([_match(4, 0.6)], {}), "crop": ([_match(5, 0.6)], {})}
+    assert choose(store, tie, Thresholds())[0][0][0] == "crop"  # equal evidence: the rectified view wins
+    ordered, decision = choose(store, {"full": ([], {}), "crop": ([], {})}, Thresholds())
+    assert decision == "reject"
+    close = {"crop": ([_match(0, 0.8), _match(1, 0.75)], {})}  # same place, small margin
+    assert choose(store, close, Thresholds())[1] == "review"
+    assert choose(store, close, Thresholds(accept_margin=0.01))[1] == "accept"

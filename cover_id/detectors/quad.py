@@ -7,9 +7,9 @@ cover. Working from lines rather than closed contours keeps covers whose
 outline is broken by glare, a finger over a corner or a background of the
 same colour. The best candidates are scored for plausibility (gradient
 support across each side, corner angles, opposite-side ratio, aspect, size);
-larger plausible quads win, then a plausible quad just inside the winner (the
-printed insert inside a DVD or game case) replaces it. Corners are mapped
-back to the input's coordinates.
+larger plausible quads win; each side is then moved inwards to a straight edge
+just inside it when there is one (the printed insert inside a DVD or game
+case). Corners are mapped back to the input's coordinates.
 
 Corner order (used everywhere in cover-id): clockwise as seen in the image,
 starting at the corner whose outgoing edge points most nearly along +x. So the
@@ -27,16 +27,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cover_id.detectors.base import Detector, Quad
+from cover_id.geometry import polygon_area
+from cover_id.imageops import shrink
+
 __all__ = ["Quad", "QuadDetector", "order_corners", "rectify", "rectify_transform", "draw_quads", "quad_aspect"]
-
-
-@dataclass
-class Quad:
-    """A detected cover outline in the coordinates of the detector's input image."""
-
-    corners: np.ndarray  # (4, 2) float32, ordered TL, TR, BR, BL (see module doc)
-    score: float  # plausibility 0..1
-    area_frac: float  # quad area / image area
 
 
 def order_corners(points: np.ndarray) -> np.ndarray:
@@ -79,7 +74,7 @@ def rectify_transform(corners: np.ndarray, max_side: int = 640) -> tuple[np.ndar
     scale = min(1.0, max_side / max(width, height, 1.0))
     out_w = max(8, int(round(width * scale)))
     out_h = max(8, int(round(height * scale)))
-    dst = np.float32([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]])
+    dst = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
     return cv2.getPerspectiveTransform(c, dst), (out_w, out_h)
 
 
@@ -93,9 +88,7 @@ def rectify(image_bgr: np.ndarray, corners: np.ndarray, max_side: int = 640) -> 
     if scale < 0.5:
         sigma = 0.5 / scale * 0.5
         src = cv2.GaussianBlur(image_bgr, (0, 0), sigma)
-    return cv2.warpPerspective(
-        src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpPerspective(src, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
@@ -119,11 +112,6 @@ def draw_quads(image_bgr: np.ndarray, quads: list[Quad]) -> np.ndarray:
             cv2.LINE_AA,
         )
     return out
-
-
-def _polygon_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 @dataclass
@@ -188,8 +176,12 @@ def _group_segments(
     mid = (p0 + p1) / 2
     # compatible[k, j]: segment k lies on the line through segment j.
     sin = np.abs(unit[:, None, 0] * unit[None, :, 1] - unit[:, None, 1] * unit[None, :, 0])
-    dist0 = np.abs((p0[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p0[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0])
-    dist1 = np.abs((p1[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p1[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0])
+    dist0 = np.abs(
+        (p0[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p0[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0]
+    )
+    dist1 = np.abs(
+        (p1[:, None, 0] - mid[None, :, 0]) * unit[None, :, 1] - (p1[:, None, 1] - mid[None, :, 1]) * unit[None, :, 0]
+    )
     compatible = (sin < 0.07) & (dist0 <= 2.5) & (dist1 <= 2.5)  # ~4 degrees
     n = len(seg)
     is_seed = np.zeros(n, dtype=bool)
@@ -284,7 +276,7 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
     quads, area = quads[keep], area[keep]
     sides = [a[keep], b[keep], c[keep], e[keep]]
     # Coverage: the fraction of each side lying on detected segments of its line.
-    coverage = []
+    per_side: list[np.ndarray] = []
     for s_idx, (q0, q1) in enumerate(((3, 0), (0, 1), (1, 2), (2, 3))):
         li = sides[s_idx]
         t0 = np.einsum("nk,nk->n", quads[:, q0] - p[li], d[li])
@@ -292,8 +284,8 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
         lo, hi = np.minimum(t0, t1), np.maximum(t0, t1)
         iv = lines.intervals[li]
         overlap = np.clip(np.minimum(iv[..., 1], hi[:, None]) - np.maximum(iv[..., 0], lo[:, None]), 0, None)
-        coverage.append(overlap.sum(1) / np.maximum(hi - lo, 1e-6))
-    coverage = np.stack(coverage, axis=1)
+        per_side.append(overlap.sum(1) / np.maximum(hi - lo, 1e-6))
+    coverage = np.stack(per_side, axis=1)
     quick = (0.5 * coverage.mean(1) + 0.5 * coverage.min(1)) * (area / area.max()) ** 0.25
     quick[coverage.min(1) < 0.2] = 0
     best = np.argsort(-quick)[:limit]
@@ -334,7 +326,9 @@ def _side_support(
     polar[:, :, :-1] |= polar[:, :, 1:].copy()
     n = len(offsets)
     # Offset at each sample for every (start, end) offset pair, as an index.
-    idx = np.round((1 - t)[:, None, None] * np.arange(n)[None, :, None] + t[:, None, None] * np.arange(n)[None, None, :])
+    idx = np.round(
+        (1 - t)[:, None, None] * np.arange(n)[None, :, None] + t[:, None, None] * np.arange(n)[None, None, :]
+    )
     idx = idx.astype(np.int64)
     rows = np.arange(samples)[:, None, None]
     return np.maximum(polar[0][rows, idx].mean(0), polar[1][rows, idx].mean(0))
@@ -360,12 +354,10 @@ class _Candidate:
     area: float
 
 
-class QuadDetector:
+class QuadDetector(Detector):
     """Finds the largest plausible cover quadrilateral(s) in a photo.
 
     ``min_score`` is the plausibility below which nothing is returned.
-    ``prefer_inner``: when a plausible quad sits just inside the chosen one
-    (a printed insert inside a DVD / game case), return the inner one.
     """
 
     name = "quad"
@@ -380,7 +372,6 @@ class QuadDetector:
         min_gradient: float = 6.0,
         max_lines: int = 24,
         max_candidates: int = 16,
-        prefer_inner: bool = False,
         inner_band: float = 0.15,
         inner_jump: float = 0.035,
         inner_support: float = 0.7,
@@ -394,7 +385,6 @@ class QuadDetector:
         self.min_gradient = min_gradient
         self.max_lines = max_lines
         self.max_candidates = max_candidates
-        self.prefer_inner = prefer_inner
         self.inner_band = inner_band
         self.inner_jump = inner_jump
         self.inner_support = inner_support
@@ -405,19 +395,13 @@ class QuadDetector:
         """Best-first plausible quads (non-overlapping); empty when none is plausible."""
         h, w = image_bgr.shape[:2]
         gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray = shrink(gray, self.max_side)
         sh, sw = gray.shape[:2]
         grads = _gradients(gray)
         chosen = self._select(self._candidates(gray, grads), max_quads)
         chosen = [self._refined(c, grads) for c in chosen]
-        factor = np.float32([w / sw, h / sh])
-        return [
-            Quad(order_corners(c.corners * factor), round(float(c.score), 4), c.area / (sw * sh))
-            for c in chosen
-        ]
+        factor = np.array([w / sw, h / sh], np.float32)
+        return [Quad(order_corners(c.corners * factor), round(float(c.score), 4), c.area / (sw * sh)) for c in chosen]
 
     def _candidates(self, gray: np.ndarray, grads: tuple[np.ndarray, np.ndarray]) -> list[_Candidate]:
         h, w = gray.shape[:2]
@@ -434,13 +418,13 @@ class QuadDetector:
             quad = order_corners(quad)
             score = self._score(quad, grads, image_area)
             if score > 0:
-                out.append(_Candidate(quad, score, _polygon_area(quad)))
+                out.append(_Candidate(quad, score, polygon_area(quad)))
         return out
 
     def _score(self, quad: np.ndarray, grads: tuple[np.ndarray, np.ndarray], image_area: float) -> float:
         """Plausibility 0..1; 0 for shapes a flat rectangle cannot project to."""
         h, w = grads[0].shape[:2]
-        area_frac = _polygon_area(quad) / image_area
+        area_frac = polygon_area(quad) / image_area
         if not (self.min_area_frac <= area_frac <= self.max_area_frac):
             return 0.0
         sides = np.roll(quad, -1, axis=0) - quad
@@ -448,9 +432,7 @@ class QuadDetector:
         if lengths.min() < 8:
             return 0.0
         # Interior angles: perspective bends them, but rarely beyond ~50..130 degrees.
-        cosines = np.abs(np.einsum("ij,ij->i", -np.roll(sides, 1, axis=0), sides)) / (
-            np.roll(lengths, 1) * lengths
-        )
+        cosines = np.abs(np.einsum("ij,ij->i", -np.roll(sides, 1, axis=0), sides)) / (np.roll(lengths, 1) * lengths)
         worst_cos = float(cosines.max())
         if worst_cos > 0.65:
             return 0.0
@@ -517,11 +499,11 @@ class QuadDetector:
             if p is None:
                 return cand
             corners.append(p)
-        refined = np.float32(corners)
+        refined = np.array(corners, np.float32)
         score = self._score(refined, grads, float(grads[0].size))
         if score < max(self.min_score, 0.9 * cand.score):
             return cand
-        return _Candidate(order_corners(refined), max(score, cand.score), _polygon_area(refined))
+        return _Candidate(order_corners(refined), max(score, cand.score), polygon_area(refined))
 
     def _select(self, candidates: list[_Candidate], max_quads: int) -> list[_Candidate]:
         """Rank by plausibility and size; drop duplicates and overlapping ones."""
@@ -535,33 +517,14 @@ class QuadDetector:
         chosen: list[_Candidate] = []
         for cand in plausible:
             if all(_overlap(cand.corners, other.corners) < 0.2 for other in chosen):
-                chosen.append(self._inner(cand, plausible) if self.prefer_inner else cand)
+                chosen.append(cand)
             if len(chosen) >= max_quads:
                 break
         return chosen
-
-    def _inner(self, outer: _Candidate, candidates: list[_Candidate]) -> _Candidate:
-        """The largest plausible quad just inside ``outer`` (same shape, every
-        corner moved inwards by at most 8 % of the diagonal), else ``outer``."""
-        diag = float(np.linalg.norm(outer.corners[2] - outer.corners[0]))
-        best = outer
-        for cand in candidates:
-            if cand is outer or not (0.6 * outer.area <= cand.area < 0.97 * outer.area):
-                continue
-            if cand.score < 0.9 * outer.score:
-                continue
-            shift = min(
-                float(np.abs(np.roll(cand.corners, k, axis=0) - outer.corners).max()) for k in range(4)
-            )
-            if shift > 0.08 * diag or _overlap(cand.corners, outer.corners) < 0.97:
-                continue
-            if best is outer or cand.area > best.area:
-                best = cand
-        return best
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller area (1.0 when one contains the other)."""
     inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    smaller = min(_polygon_area(a), _polygon_area(b))
+    smaller = min(polygon_area(a), polygon_area(b))
     return float(inter / smaller) if smaller > 0 else 1.0

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from cover_id.encoders.base import Encoder
 from cover_id.errors import CoverIdError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cover_id.features import Features
+
+RANDOM_WEIGHTS = (None, "", "none", "None")
+
 
 def resolve_encoder_name(name: str, model: str, pretrained: str | None) -> tuple[str, str | None]:
-    """``auto`` -> ``clip`` when its weights can be had, else ``local``; returns (name, notice)."""
+    """``auto`` -> ``clip`` when its weights can be had, else ``local``; returns (name, notice).
+
+    ``auto`` never picks random CLIP weights: those are asked for with ``--encoder clip --pretrained none``.
+    """
     if name != "auto":
         return name, None
+    if pretrained in RANDOM_WEIGHTS:
+        return "local", "no CLIP weights were named (pretrained: none): using the built-in 'local' encoder"
     from cover_id.encoders.clip import weights_available
 
     if weights_available(model, pretrained):
         return "clip", None
-    return "local", (
-        f"CLIP weights {model}/{pretrained} are not available offline: using the built-in 'local' encoder"
-    )
+    return "local", f"CLIP weights {model}/{pretrained} are not available offline: using the built-in 'local' encoder"
 
 
 def create_encoder(name: str, **options: Any) -> Encoder:
@@ -26,9 +37,24 @@ def create_encoder(name: str, **options: Any) -> Encoder:
 
     ``None`` is passed through: for clip, ``pretrained=None`` means random weights.
     """
-    from cover_id.plugins import instantiate, load
+    from cover_id.plugins import create
 
-    return instantiate(load("encoders", name), **options)
+    encoder: Encoder = create("encoders", name, **options)
+    return encoder
+
+
+def encoder_from_settings(settings: Mapping[str, Any]) -> tuple[Encoder, str | None]:
+    """Resolve ``encoder`` (auto) and build it from the index settings; returns (encoder, notice)."""
+    name, notice = resolve_encoder_name(settings["encoder"], settings["model"], settings["pretrained"])
+    options = {k: settings[k] for k in ("model", "pretrained", "device", "batch_size") if k in settings}
+    return create_encoder(name, **options), notice
+
+
+def encode(encoder: Encoder, images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
+    """Raw vectors of images whose keypoints are already extracted: the keypoints when the encoder
+    ``supports_features`` (no second pass over the pixels), else the pixels. ``images`` may be
+    empty when the encoder supports features."""
+    return encoder.encode_features(feats) if encoder.supports_features else encoder.encode_images(images)
 
 
 def encoder_from_spec(spec: dict[str, Any], options: dict[str, Any] | None = None) -> Encoder:

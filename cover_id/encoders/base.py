@@ -1,41 +1,82 @@
-"""The encoder plugin interface.
+"""The encoder plugin contract.
 
-An encoder turns images into float32, L2-normalised rows. Encoders that learn
-something from the references (the ``local`` engine fits a codebook) expose
-``fit`` plus ``state``/``load_state``; the index stores that state so queries
-are encoded exactly like the references were.
+An encoder turns images into float32, L2-normalised rows (one global vector
+per image). Subclass :class:`Encoder`, implement :meth:`spec` and
+:meth:`encode_images`, register the class in the ``cover_id.encoders``
+entry-point group and build an index with ``--encoder NAME``. Constructor
+keyword arguments are the encoder's options (``model``, ``pretrained``,
+``device``, ``batch_size`` are passed when accepted).
+
+Optional abilities are declared by capability flags, never discovered with
+``hasattr``:
+
+- ``supports_features``: :meth:`encode_features` encodes the RootSIFT
+  :class:`~cover_id.features.Features` identify already extracted (no second
+  pass over the pixels).
+- ``supports_text``: :meth:`encode_text` embeds text queries in the same space.
+- ``fittable``: the encoder learns from the references (:meth:`fit_features`);
+  its :meth:`state` is stored in the index and restored with
+  :meth:`load_state`, so queries are encoded exactly like the references.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from cover_id.features import Features
 
-@runtime_checkable
-class Encoder(Protocol):
-    name: str
-    dim: int
 
+class Encoder(ABC):
+    """Images -> global vectors. ``name`` is the plugin name; ``dim`` the vector length."""
+
+    name: ClassVar[str] = "encoder"
+    supports_features: ClassVar[bool] = False
+    supports_text: ClassVar[bool] = False
+    fittable: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of every vector."""
+
+    @abstractmethod
     def spec(self) -> dict[str, Any]:
-        """What built the vectors: recorded in the manifest and compared on open."""
-        ...
+        """What built the vectors (``name``, ``dim``, ``params``...): recorded in the manifest, compared on open."""
 
+    @abstractmethod
     def encode_images(self, images: "list[np.ndarray]") -> "np.ndarray":
         """BGR uint8 images -> float32 array (len(images), dim), rows L2-normalised."""
-        ...
 
+    def is_fitted(self) -> bool:
+        return True
 
-class FittableEncoder(Encoder, Protocol):
-    def fit(self, images: "list[np.ndarray]") -> None: ...
+    def state(self) -> "dict[str, np.ndarray]":
+        """Arrays the index stores to re-create this encoder exactly (fittable encoders)."""
+        return {}
 
-    def is_fitted(self) -> bool: ...
+    if TYPE_CHECKING:
+        # The optional abilities, implemented by encoders that set the matching flag.
+        # Declared for the type checker only: code that still asks ``hasattr`` (see
+        # the merge notes) must keep finding them absent on encoders without them.
+        def encode_features(self, features: "list[Features]") -> "np.ndarray":
+            """Extracted keypoints -> vectors like :meth:`encode_images` (``supports_features``)."""
+            ...
 
-    def state(self) -> "dict[str, np.ndarray]": ...
+        def encode_text(self, texts: list[str]) -> "np.ndarray":
+            """Text -> vectors in the image space (``supports_text``)."""
+            ...
 
-    def load_state(self, state: "dict[str, np.ndarray]") -> None: ...
+        def fit_features(self, features: "list[Features]") -> None:
+            """Learn from the references' keypoints (``fittable``)."""
+            ...
+
+        def load_state(self, state: "dict[str, np.ndarray]") -> None:
+            """Restore :meth:`state` (``fittable``)."""
+            ...
 
 
 def l2_normalize(x: "np.ndarray") -> "np.ndarray":

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cover_id.encoders.base import Encoder
 from cover_id.errors import CoverIdError, WeightsUnavailableError
 
 if TYPE_CHECKING:
@@ -94,10 +95,11 @@ def _file_fingerprint(path: Path) -> str:
     return f"sha256-head-tail:{h.hexdigest()[:16]}:{size}"
 
 
-class ClipEncoder:
+class ClipEncoder(Encoder):
     """open_clip image encoder; ``pretrained=None`` gives seeded random weights (tests)."""
 
     name = "clip"
+    supports_text = True
 
     def __init__(
         self,
@@ -152,14 +154,18 @@ class ClipEncoder:
         net.eval()
         self.net = net
         self.preprocess = preprocess
-        self._tokenizer = None
+        self._tokenizer: Any = None
         with torch.no_grad():
             probe = self.net.encode_image(torch.zeros(1, 3, *self._input_size(), device=device))
-        self.dim = int(probe.shape[-1])
+        self._dim = int(probe.shape[-1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
 
     def _input_size(self) -> tuple[int, int]:
         size = getattr(self.net.visual, "image_size", 224)
-        return (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[return-value]
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     def spec(self) -> dict[str, Any]:
         return {

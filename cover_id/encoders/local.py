@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from cover_id.encoders.base import l2_normalize
+from cover_id.encoders.base import Encoder, l2_normalize
 from cover_id.features import Features, desc_float, extract_features
 
 
@@ -40,10 +40,12 @@ def _sample_descriptors(features: list[Features], limit: int, seed: int) -> np.n
     return desc_float(desc)
 
 
-class LocalEncoder:
+class LocalEncoder(Encoder):
     """VLAD-``clusters`` over RootSIFT; dim = clusters * 128."""
 
     name = "local"
+    supports_features = True
+    fittable = True
 
     def __init__(
         self,
@@ -149,7 +151,7 @@ class LocalEncoder:
         v = np.zeros((k, 128), np.float32)
         for j in range(m):
             np.add.at(v, idx[:, j], w[:, j : j + 1] * (x - c[idx[:, j]]))
-        v = np.sign(v) * np.abs(v) ** self.alpha
+        v = (np.sign(v) * np.abs(v) ** self.alpha).astype(np.float32, copy=False)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         return l2_normalize(v.reshape(1, -1))[0]
 

@@ -10,30 +10,19 @@ requires a plausible homography.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from cover_id.features import Features, desc_float
+from cover_id.geometry import polygon_area
+from cover_id.identify.decide import Thresholds, decide  # re-exported: the decision lives in identify.decide
+from cover_id.rerankers.base import GeomMatch, Reranker
+
+__all__ = ["GeometricParams", "GeometricReranker", "GeomMatch", "Thresholds", "decide", "combined_score"]
 
 GRID = 8  # spread is measured on a GRID x GRID grid over the reference
-
-
-@dataclass
-class GeomMatch:
-    """Result of verifying one reference against the query."""
-
-    ref_index: int
-    matches: int = 0
-    inliers: int = 0
-    inlier_ratio: float = 0.0
-    spread: float = 0.0
-    homography: np.ndarray | None = None  # 3x3, reference pixels -> query pixels
-    sane: bool = False
-    score: float = 0.0
-    cells: int = 0  # grid cells of the reference holding at least one inlier
-    detail: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -63,9 +52,7 @@ def _knn2(q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return 2.0 - 2.0 * s1, 2.0 - 2.0 * s2, j
 
 
-def tentative_matches(
-    qdesc: np.ndarray, rdesc: np.ndarray, ratio: float
-) -> tuple[np.ndarray, np.ndarray]:
+def tentative_matches(qdesc: np.ndarray, rdesc: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """Query->reference matches passing the ratio test, one per reference keypoint.
 
     ``qdesc``/``rdesc`` are float32 RootSIFT rows. Returns (query_idx, ref_idx).
@@ -98,7 +85,7 @@ def _quad_sane(h: np.ndarray, ref_size: tuple[int, int], query_size: tuple[int, 
     if not np.all(cross > 0):  # image coords (y down): a non-mirrored, convex quad turns one way
         return False
     qw, qh = query_size
-    area = 0.5 * abs(float(np.sum(pts[:, 0] * np.roll(pts[:, 1], -1) - np.roll(pts[:, 0], -1) * pts[:, 1])))
+    area = polygon_area(pts)
     if area < p.min_area * qw * qh or area > 50.0 * qw * qh:
         return False
     lengths = np.linalg.norm(edges, axis=1)
@@ -144,8 +131,10 @@ def combined_score(cells: int, inlier_ratio: float, sane: bool, p: GeometricPara
     return float(base * min(1.0, 0.5 + inlier_ratio))
 
 
-class GeometricReranker:
+class GeometricReranker(Reranker):
     """Verifies candidate references against a query with a homography."""
+
+    name = "geometric"
 
     def __init__(self, params: GeometricParams | None = None, method: int = cv2.USAC_MAGSAC) -> None:
         self.params = params or GeometricParams()
@@ -208,41 +197,3 @@ class GeometricReranker:
         results = [self._verify(qdesc, query, ref, idx) for idx, ref in candidates]
         results.sort(key=lambda m: (-m.score, -m.inliers, m.ref_index))
         return results
-
-
-@dataclass
-class Thresholds:
-    """Decision thresholds on :attr:`GeomMatch.score`.
-
-    Measured on 100 Nokia E63 photos against 358 DVD covers (whole 640 px
-    photos): correct best score min 0.44 / p1 0.47 / median 0.74; best score
-    with the true cover absent p95 0.37, max 0.53 (another edition of the same
-    film); runner-up behind a correct match p99 0.50.
-
-    A weak match must also explain its outline: another edition with the same
-    artwork, or a shared photo, matches only a fragment of the cover, so few of
-    the photo's keypoints inside the projected outline are inliers. On 1,158
-    stress queries (synthetic photos of all 358 covers, degraded and original
-    real photos) this floor turned 12 of 21 open-set accepts (other editions,
-    explaining 0.04-0.07) into review, at the cost of 0.9 % of correct accepts.
-    """
-
-    accept_score: float = 0.42
-    review_score: float = 0.30
-    accept_margin: float = 0.12  # best - second needed to accept
-    min_cosine: float = -1.0  # optional floor on the global-descriptor cosine
-    min_explained: float = 0.08  # inliers / photo keypoints inside the outline, for weak matches
-    explained_below: float = 0.60  # scores at or above this need no explained floor
-
-
-def decide(best: GeomMatch | None, second: GeomMatch | None, cosine: float, thresholds: Thresholds | None = None) -> str:
-    """'accept', 'review' or 'reject' for the best re-ranked candidate."""
-    t = thresholds or Thresholds()
-    if best is None or not best.sane or best.score < t.review_score:
-        return "reject"
-    margin = best.score - (second.score if second is not None else 0.0)
-    if best.score < t.accept_score or margin < t.accept_margin or cosine < t.min_cosine:
-        return "review"
-    if best.score < t.explained_below and best.detail.get("explained", 1.0) < t.min_explained:
-        return "review"  # a fragment of the cover (shared artwork), not the cover
-    return "accept"

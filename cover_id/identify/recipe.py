@@ -1,0 +1,263 @@
+"""The identify recipe: photo -> cover quad -> views -> candidates -> geometry -> decision.
+
+One :class:`Identifier` loads the index, encoder, detector and re-ranker once
+and answers many photos. Each step is a module of this package:
+
+1. decode at a bounded size (``max_side``; reduced-resolution JPEG decoding),
+2. detect the cover outline (the ``detector`` plugin),
+3. :mod:`~cover_id.identify.views`: one RootSIFT pass, seen as the rectified
+   cover ("crop") and the whole photo ("full"),
+4. :mod:`~cover_id.identify.retrieve`: embed the views, search the index, add
+   the references voted for by the photo's keypoints, rank-fuse,
+5. :mod:`~cover_id.identify.verify`: verify the shortlist geometrically in
+   every view (the ``reranker`` plugin),
+6. :mod:`~cover_id.identify.decide`: pick the view with the stronger evidence
+   and decide accept / review / reject; a photo not accepted gets a second,
+   closer look at ``second_look_side`` px,
+7. :mod:`~cover_id.identify.result` shapes the JSON, :mod:`~cover_id.identify.export`
+   writes crops and debug images, :mod:`~cover_id.identify.multi` finds several covers.
+
+Per-photo state travels as one :class:`~cover_id.identify.result.Photo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cover_id.errors import CoverIdError
+from cover_id.identify.result import Photo, Source, error_result, ms_since, photo_result
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from cover_id.config import Settings
+    from cover_id.detectors.base import Detector, Quad
+    from cover_id.encoders.base import Encoder
+    from cover_id.features import Features
+    from cover_id.identify.decide import DecisionPolicy, Thresholds
+    from cover_id.identify.views import View
+    from cover_id.index_store import IndexStore
+    from cover_id.rerankers.base import Reranker
+
+SECOND_LOOK_FEATURES = 3000
+
+
+class Identifier:
+    """Identify photos against one index; load once, call :meth:`identify` many times.
+
+    ``store`` may be replaced while serving (a new collection snapshot); each
+    call works on the snapshot it started with.
+    """
+
+    def __init__(self, store: "IndexStore", settings: "Mapping[str, Any] | Settings | None" = None) -> None:
+        from cover_id.config import Settings
+        from cover_id.plugins import create
+        from cover_id.runtime import set_threads
+
+        self.config = settings if isinstance(settings, Settings) else Settings.from_mapping(settings or {})
+        self.settings: dict[str, Any] = self.config.as_dict()  # the same values, for code that reads a dict
+        set_threads(self.config.threads)
+        self.store = store
+        self.encoder: Encoder = store.create_encoder({"device": self.config.device})
+        detector_options = {"max_side": self.config.detect_side} if self.config.detect_side else {}
+        self.detector: Detector = create("detectors", self.config.detector, **detector_options)
+        self.reranker: Reranker = create("rerankers", self.config.reranker)
+        self.thresholds = self._thresholds()
+        self.policy: DecisionPolicy = self.reranker.policy(self.thresholds)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_index(cls, path: Path, settings: "Mapping[str, Any] | Settings | None" = None) -> "Identifier":
+        from cover_id.index_store import IndexStore
+
+        return cls(IndexStore.open(path), settings)
+
+    def _thresholds(self) -> "Thresholds":
+        """Flags/config override the index's calibration, which overrides the defaults."""
+        from dataclasses import fields
+
+        from cover_id.identify.decide import Thresholds
+
+        names = {f.name for f in fields(Thresholds)}
+        calibration = self.store.manifest.get("calibration") or {}
+        values = {k: v for k, v in calibration.items() if k in names and v is not None}
+        values.update({k: self.settings[k] for k in names if self.settings.get(k) is not None})
+        return Thresholds(**values)
+
+    def threshold_source(self) -> str:
+        if self.config.accept_score is not None or self.config.review_score is not None:
+            return "settings"
+        return "calibration" if self.store.manifest.get("calibration") else "defaults"
+
+    def _pool(self) -> "ThreadPoolExecutor":
+        """Threads for verifying candidates, as many as the thread budget."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from cover_id.runtime import thread_count
+
+            self._executor = ThreadPoolExecutor(thread_count(self.config.threads), "cover-id-verify")
+        return self._executor
+
+    # ---- the recipe --------------------------------------------------------------------
+    def identify(
+        self,
+        source: Source,
+        name: str | None = None,
+        multi: bool = False,
+        export_crop: Path | None = None,
+        export_debug: Path | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON object for one photo (see the README for every field).
+
+        ``source`` is a path, encoded bytes or a BGR array: all three give the same
+        answer. ``trace``, if given, receives what the decision was made from
+        (single-cover mode, see :meth:`Photo.trace`).
+        """
+        import time
+
+        from cover_id.identify import export
+        from cover_id.identify.multi import MAX_QUADS, identify_multi
+        from cover_id.identify.views import View, make_views, photo_features
+
+        store = self.store  # one snapshot: the collection may change (serve) while we work
+        t_all = time.perf_counter()
+        photo = Photo(source, name or (str(source) if isinstance(source, (str, Path)) else "image"))
+        with photo.timed("decode"):
+            photo.image, photo.back = self.read(source)
+        with photo.timed("detect"):
+            photo.quads = self.detector.detect(photo.image, max_quads=MAX_QUADS if multi else 1)
+        with photo.timed("features"):
+            feats = photo_features(photo.image, multi)
+        if multi:
+            photo.full = View.whole(feats, photo.image)
+            covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad))
+        else:
+            photo.full, views = make_views(photo.image, feats, photo.quads[0] if photo.quads else None)
+            covers = [self._look(store, photo, views, photo.quads[0] if photo.quads else None)]
+            if covers[0]["decision"] != "accept" and self.config.second_look:
+                with photo.timed("second_look"):
+                    closer = self._second_look(store, photo)
+                if closer is not None and closer[1]["geom_score"] > covers[0]["geom_score"]:
+                    photo, covers = closer[0], [closer[1]]
+            if trace is not None:
+                trace.update(photo.trace())
+
+        exports: dict[str, str] = {}
+        if export_crop is not None:
+            exports["crop"] = export.write_image(export_crop, export.crop(store, photo, covers[0] if covers else None))
+        if export_debug is not None:
+            exports["debug"] = export.write_image(Path(export_debug), export.debug_image(photo, covers))
+        photo.timings["total"] = ms_since(t_all)
+        return photo_result(photo, covers, multi, exports, self.record())
+
+    def _look(self, store: "IndexStore", photo: Photo, views: "list[View]", quad: "Quad | None") -> dict[str, Any]:
+        """Retrieve for every view, verify the fused shortlist in every view, decide: one cover's JSON."""
+        from cover_id.identify import retrieve
+        from cover_id.identify.decide import choose
+        from cover_id.identify.result import cover_result
+        from cover_id.identify.verify import verify
+
+        assert photo.full is not None
+        photo.views = views
+        with photo.timed("embed"):
+            photo.vectors = retrieve.embed_views(self.encoder, store, views)
+        with photo.timed("search"):
+            rows, cosines = retrieve.shortlist(store, views, photo.vectors, self.config.top_k, self.config.rerank_k)
+        with photo.timed("rerank"):
+            photo.variants = verify(self.reranker, self._pool(), store, photo.full, views, rows, cosines)
+        ordered, decision = choose(store, photo.variants, self.policy)
+        return cover_result(store, photo, ordered, decision, quad)
+
+    def _second_look(self, store: "IndexStore", photo: Photo) -> "tuple[Photo, dict[str, Any]] | None":
+        """No confident answer at the usual size: look again with more pixels and keypoints.
+
+        Small covers in large photos (a card on a table) have too few keypoints at
+        the first look's resolution. Only photos that were not accepted pay for this.
+        """
+        from cover_id.identify.views import make_views, photo_features
+
+        assert photo.image is not None
+        side = self.config.second_look_side
+        image, back = self.read(photo.source, max_side=side)
+        if max(image.shape[:2]) < 1.25 * max(photo.image.shape[:2]):
+            return None  # the photo has no more pixels to give
+        closer = photo.closer(image, back)
+        feats = photo_features(image, max_side=side, max_features=SECOND_LOOK_FEATURES)
+        closer.full, views = make_views(image, feats, closer.quads[0] if closer.quads else None)
+        return closer, self._look(store, closer, views, closer.quads[0] if closer.quads else None)
+
+    def record(self) -> dict[str, Any]:
+        """The preset and resolved settings this answer was made with (``settings`` in the JSON)."""
+        from dataclasses import asdict
+
+        from cover_id.config import identify_record
+
+        return {
+            **identify_record(self.config),
+            "thresholds": {"source": self.threshold_source(), **asdict(self.thresholds)},
+        }
+
+    # ---- building blocks (also used by verify and serve) --------------------------------
+    def read(self, source: Source, max_side: int | None = None) -> "tuple[np.ndarray, float]":
+        """The photo at processing size (longer side <= ``max_side``), and the factor back to its original pixels."""
+        import numpy as np
+
+        from cover_id.imageio import image_size, read_image
+        from cover_id.imageops import shrink
+
+        max_side = int(max_side or self.config.max_side)
+        if isinstance(source, np.ndarray):
+            image = shrink(source, max_side)
+            return image, source.shape[1] / image.shape[1]
+        image = read_image(source, max_side=max_side)
+        w0, _ = image_size(source)
+        return image, w0 / image.shape[1]
+
+    def features(self, image: "np.ndarray", multi: bool = False) -> "Features":
+        """The photo's one RootSIFT pass (--multi looks closer: several covers share the keypoint budget)."""
+        from cover_id.identify.views import photo_features
+
+        return photo_features(image, multi)
+
+    def embed(
+        self, images: "list[np.ndarray]", feats: "list[Features]", store: "IndexStore | None" = None
+    ) -> "np.ndarray":
+        """Index-space vectors (reuses extracted features when the encoder supports them)."""
+        from cover_id.identify.retrieve import embed
+
+        return embed(self.encoder, store or self.store, images, feats)
+
+    def search(self, vectors: "np.ndarray", k: int, store: "IndexStore | None" = None) -> list[list[tuple[int, float]]]:
+        from cover_id.identify.retrieve import search
+
+        return search(store or self.store, vectors, k)
+
+    # ---- many photos, and embedding-only search (serve) ---------------------------------
+    def identify_many(self, sources: Iterable[Path], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """One result per photo in order; a bad file yields ``{"input", "error"}`` and the batch goes on."""
+        for src in sources:
+            try:
+                yield self.identify(src, **kwargs)
+            except CoverIdError as exc:
+                yield error_result(str(src), str(exc))
+
+    def search_by_image(self, source: Source, k: int = 10) -> list[dict[str, Any]]:
+        store = self.store
+        image, _ = self.read(source)
+        vec = self.embed([image], [self.features(image)], store)
+        return [{**store.records[i], "cosine": round(s, 4)} for i, s in self.search(vec, k, store)[0]]
+
+    def search_by_text(self, query: str, k: int = 10) -> list[dict[str, Any]]:
+        if not self.encoder.supports_text:
+            raise CoverIdError(
+                f"encoder '{self.encoder.name}' has no text tower; text search needs an index built with --encoder clip"
+            )
+        store = self.store
+        vec = store.embed(self.encoder.encode_text([query]))
+        return [{**store.records[i], "cosine": round(s, 4)} for i, s in self.search(vec, k, store)[0]]

@@ -1,0 +1,63 @@
+"""Step: retrieve. Views -> a short list of candidate references.
+
+Each view is embedded and its nearest references found in the vector index;
+the references most voted for by the photo's keypoints join them; the lists
+are rank-fused (:func:`fuse`). Every read of the index's vectors goes
+through this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cover_id.encoders.base import Encoder
+    from cover_id.features import Features
+    from cover_id.identify.views import View
+    from cover_id.index_store import IndexStore
+
+FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
+
+
+def embed(encoder: "Encoder", store: "IndexStore", images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
+    """Index-space vectors (the extracted keypoints when the encoder ``supports_features``)."""
+    from cover_id.encoders import encode
+
+    return store.embed(encode(encoder, images, feats))
+
+
+def embed_views(encoder: "Encoder", store: "IndexStore", views: "list[View]") -> "np.ndarray":
+    images = [] if encoder.supports_features else [v.image() for v in views]
+    return embed(encoder, store, images, [v.feats for v in views])
+
+
+def search(store: "IndexStore", vectors: "np.ndarray", k: int) -> list[list[tuple[int, float]]]:
+    """Per query row: (reference row, cosine) best first."""
+    scores, idx = store.search(vectors, k)
+    return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(idx, scores)]
+
+
+def fuse(rankings: list[list[int]], limit: int, k: float = FUSION_K) -> list[int]:
+    """Reciprocal-rank fusion of several candidate lists; the best ``limit`` (ties: first seen first)."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, i in enumerate(ranking):
+            score[i] = score.get(i, 0.0) + 1.0 / (k + rank)
+    return sorted(score, key=lambda i: -score[i])[:limit]
+
+
+def shortlist(
+    store: "IndexStore", views: "list[View]", vectors: "np.ndarray", top_k: int, limit: int
+) -> "tuple[list[int], np.ndarray | None]":
+    """The fused candidates to verify, and every view's cosine to each of them ((views, candidates) or None)."""
+    import numpy as np
+
+    hits = search(store, vectors, top_k)
+    widest = max(views, key=lambda v: len(v.feats))
+    votes = store.voter().shortlist(widest.feats, top=top_k) if store.has_voter else []
+    rankings = [[i for i, _ in votes]] + [[i for i, _ in row] for row in hits]
+    rows = fuse(rankings, limit)
+    cosines = np.asarray(vectors, np.float32) @ store.embeddings[rows].T if rows else None
+    return rows, cosines
