@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cover_id.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
+from cover_id.evaluate.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
 
 cv2.setNumThreads(1)
 

@@ -136,21 +136,21 @@ def verify(
 
     from cover_id.config import load_settings
     from cover_id.errors import CoverIdError
-    from cover_id.verify import run_verify
+    from cover_id.evaluate.report import run_verify
 
     if views < 1:
         raise CoverIdError("--views must be at least 1")
     settings = load_settings({"top_k": top_k, "threads": threads})
-    r = run_verify(
+    run = run_verify(
         index, queries=queries, samples=samples, views=views, seed=seed, strength=strength,
         do_calibrate=calibrate, target_far=target_far, settings=settings,
-        show_progress=not as_json and sys.stderr.isatty(), pairs=pairs, keep_probes=report is not None,
+        show_progress=not as_json and sys.stderr.isatty(), pairs=pairs,
     )  # fmt: skip
-    probes, store = r.pop("_probes", None), r.pop("_store", None)
+    r = run.report
     if report is not None:
-        from cover_id.report_html import write_report
+        from cover_id.evaluate.html import write_report
 
-        write_report(report, r, store, probes)
+        write_report(report, r, run.store, run.probes)
     if as_json:
         sys.stdout.write(json.dumps(r, ensure_ascii=False, indent=2) + "\n")
     else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cover_id.index_store import IndexStore
-    from cover_id.verify import Probe
+    from cover_id.evaluate.probe import Probe
 
 COLORS = {"correct": "#2e9d4f", "wrong": "#d9452b", "absent": "#6a5acd", "margin": "#3573b9"}
 
@@ -119,7 +119,7 @@ class _Thumbs:
         if rid not in self.cache:
             from cover_id.errors import ImageError
             from cover_id.imageio import read_image
-            from cover_id.verify import thumbnail
+            from cover_id.evaluate.photos import thumbnail
 
             i = self.store.index_of(rid)
             try:
@@ -148,7 +148,7 @@ def _confusion_rows(items: list[tuple[dict[str, Any], bytes]], thumbs: _Thumbs) 
 
 def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[Probe]"] | None = None) -> str:
     """The page for one ``run_verify`` report (``probes`` adds plots and thumbnails)."""
-    from cover_id.verify import failures, score_samples
+    from cover_id.evaluate.stats import failures, score_samples
 
     probes = probes or {}
     thumbs = _Thumbs(store)
