@@ -12,7 +12,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def train(
-    out: Path = typer.Option(..., "--out", "-o", help="Head file to write (e.g. head.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Head file to write: a numpy .npz archive (e.g. head.npz)."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Folder of reference images."),
     index: Optional[Path] = typer.Option(None, "--index", "-i", help="Train on an index's references and encoder."),
     epochs: int = typer.Option(20, "--epochs", help="Passes over the references."),
@@ -34,7 +34,7 @@ def train(
 ) -> None:
     """Train a small head with supervised contrastive loss on the frozen encoder's features.
 
-    Apply it with `cover-id index --refs DIR --out INDEX --projection head.pt`
+    Apply it with `cover-id index --refs DIR --out INDEX --projection head.npz`
     (an existing index is re-projected without re-embedding).
     """
     import sys
@@ -43,7 +43,7 @@ def train(
     from rich.table import Table
 
     from cover_id.config import load_settings
-    from cover_id.train import TrainConfig, train as run_train
+    from cover_id.training import TrainConfig, train as run_train
 
     settings = load_settings({"encoder": encoder, "model": model, "pretrained": pretrained, "threads": threads, "device": device})
     cfg = TrainConfig(

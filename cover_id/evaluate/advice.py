@@ -23,8 +23,8 @@ def margin_guidance(geom: dict[str, Any], cos: dict[str, Any], recall_at_k: floa
         advice.append(
             f"the embedding alone ranks the right reference among its candidates only {recall_at_k:.0%} of the "
             "time (keypoint votes supply the rest of the candidates); if the self-test top-1 is low too, train "
-            "a projection head (`cover-id train --index INDEX --out head.pt`, then "
-            "`cover-id index ... --projection head.pt`)"
+            "a projection head (`cover-id train --index INDEX --out head.npz`, then "
+            "`cover-id index ... --projection head.npz`)"
             + (" or try the 'local' engine, which is built for printed covers" if encoder != "local" else "")
         )
     elif cos.get("n") and cos["median"] < 0.05:
