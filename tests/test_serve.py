@@ -509,3 +509,94 @@ def test_serve_help_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "--api-key" in out.stdout and "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+# ---- nothing of the server leaks into answers ----------------------------------------------------
+def _absolute_paths(value: object) -> list[str]:
+    """Every string inside a JSON value that is an absolute path on the server (API URLs aside)."""
+    if isinstance(value, str):
+        server_path = Path(value).is_absolute() and not value.startswith("/api/")
+        return [value] if server_path or re.match(r"^[A-Za-z]:[\\/]", value) else []
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _absolute_paths(v)]
+    return []
+
+
+def test_health_names_no_server_path(srv: SimpleNamespace, world: dict) -> None:
+    r = srv.client.get("/health")
+    assert r.status_code == 200 and str(world["root"]) not in r.text
+    assert not _absolute_paths(r.json()) and "path" not in r.json()["index"]
+    stats = srv.client.get("/api/stats")
+    assert stats.status_code == 200 and str(world["root"]) not in stats.text
+
+
+def test_added_references_are_reported_relative_to_the_collection(writable: SimpleNamespace) -> None:
+    c, auth = writable.client, {"X-API-Key": KEY}
+    root = str(writable.index.parent)
+    r = c.post("/api/refs", files=jpeg(cover_jpeg(40), "the_long_ride.jpg"), headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["filename"] == "idx.added/the-long-ride.jpg" and root not in r.text
+    for answer in (
+        c.get("/api/refs/the-long-ride"),
+        c.get("/api/refs", params={"q": "long ride"}),
+        c.post("/api/identify", files=jpeg(scene_jpeg(40, 21)[0])),
+        c.post("/api/search-by-image", files=jpeg(scene_jpeg(40, 21)[0])),
+    ):
+        assert answer.status_code == 200, answer.text
+        assert root not in answer.text and not _absolute_paths(answer.json()), answer.text
+    assert c.post("/api/identify", files=jpeg(scene_jpeg(40, 21)[0])).json()["match"]["filename"] == (
+        "idx.added/the-long-ride.jpg"
+    )
+    # an unreadable image on the server: a clear 400 that names the file, not where it lives
+    (writable.index.parent / "idx.added" / "the-long-ride.jpg").write_bytes(b"not a jpeg any more")
+    r = c.get("/api/refs/the-long-ride/image", params={"size": 64, "v": "x"})
+    assert r.status_code == 400 and "the-long-ride.jpg" in detail(r) and root not in detail(r)
+    r = c.delete("/api/refs/the-long-ride", headers=auth)
+    assert r.status_code == 200 and r.json()["deleted"]["filename"] == "idx.added/the-long-ride.jpg"
+
+
+def test_the_key_is_checked_before_the_upload_is_parsed(srv: SimpleNamespace) -> None:
+    broken = {"Content-Type": "multipart/form-data"}  # no boundary: the form cannot be parsed
+    body = b"--xyz\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\nno end boundary"
+    r = srv.client.post("/api/refs", content=body, headers=broken)
+    assert r.status_code == 401 and "API key" in detail(r)
+    r = srv.client.post("/api/refs", content=body, headers={**broken, "X-API-Key": "wrong"})
+    assert r.status_code == 401 and "wrong" in detail(r)
+    r = srv.client.post("/api/refs", content=body, headers={**broken, "X-API-Key": KEY})
+    assert 400 <= r.status_code < 500 and r.status_code != 401, r.text  # past the key: the body's own error
+
+
+def test_internal_errors_say_nothing_more(world: dict) -> None:
+    from cover_id.pipeline import Identifier
+    from cover_id.server import create_app, start_in_thread
+
+    app = create_app(Identifier.from_index(world["index"], {"threads": 1}), world["index"], {})
+
+    def boom() -> None:
+        raise RuntimeError(f"secret state in {world['root']}/idx/manifest.json")
+
+    app.add_api_route("/boom", boom)  # a real route on the real app that fails the way a bug would
+    s = start_in_thread(app)
+    try:
+        r = httpx.get(s.url + "/boom", timeout=30)
+        assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+        assert "RuntimeError" not in r.text and "secret" not in r.text
+    finally:
+        s.stop()
+
+
+def test_every_endpoint_documents_its_response(srv: SimpleNamespace) -> None:
+    spec = srv.client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("201")
+            assert ok, (method, path)
+            if path.endswith("/image"):
+                assert "image/jpeg" in ok["content"]
+                continue
+            schema = ok["content"]["application/json"]["schema"]
+            assert "$ref" in schema, (method, path, schema)  # a named pydantic model, not a bare object
+            assert op["responses"]["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert {"Health", "IdentifyResult", "ReferencePage", "Stats", "ErrorBody"} <= set(spec["components"]["schemas"])
