@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def shrink_to_side(image: "np.ndarray", max_side: int | None, min_side: int = 1) -> "np.ndarray":
+def shrink_to_side(image: np.ndarray, max_side: int | None, min_side: int = 1) -> np.ndarray:
     """``image`` with its longest side at most ``max_side`` (INTER_AREA); unchanged when already small.
 
     ``min_side`` keeps each side at least this long (tiny inputs stay usable).
@@ -28,7 +28,7 @@ def shrink_to_side(image: "np.ndarray", max_side: int | None, min_side: int = 1)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def jpeg_thumbnail(image: "np.ndarray", side: int, quality: int = 80) -> bytes:
+def jpeg_thumbnail(image: np.ndarray, side: int, quality: int = 80) -> bytes:
     """A JPEG of ``image`` shrunk to ``side`` (longest side); b"" when it cannot be encoded."""
     import cv2
 
@@ -36,7 +36,7 @@ def jpeg_thumbnail(image: "np.ndarray", side: int, quality: int = 80) -> bytes:
     return buf.tobytes() if ok else b""
 
 
-def polygon_area(points: "np.ndarray") -> float:
+def polygon_area(points: np.ndarray) -> float:
     """Area of a simple polygon given as (N, 2) corners (shoelace formula)."""
     import numpy as np
 
@@ -45,7 +45,7 @@ def polygon_area(points: "np.ndarray") -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def _intersection(a: "np.ndarray", b: "np.ndarray") -> float | None:
+def _intersection(a: np.ndarray, b: np.ndarray) -> float | None:
     """Intersection area of two convex polygons; None when OpenCV refuses them (non-convex)."""
     import cv2
     import numpy as np
@@ -57,7 +57,7 @@ def _intersection(a: "np.ndarray", b: "np.ndarray") -> float | None:
     return float(inter)
 
 
-def overlap_over_smaller(a: "np.ndarray", b: "np.ndarray") -> float:
+def overlap_over_smaller(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller area (1.0 when one contains the other, or for degenerate input)."""
     inter = _intersection(a, b)
     smaller = min(polygon_area(a), polygon_area(b))
@@ -66,7 +66,7 @@ def overlap_over_smaller(a: "np.ndarray", b: "np.ndarray") -> float:
     return inter / smaller if smaller > 0 else 1.0
 
 
-def iou(a: "np.ndarray", b: "np.ndarray") -> float:
+def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two convex outlines; 1.0 (overlapping, be cautious) for non-convex ones."""
     inter = _intersection(a, b)
     if inter is None:

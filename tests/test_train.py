@@ -187,7 +187,9 @@ def test_train_from_refs_then_index_uses_the_head(covers: Path, tmp_path: Path) 
     other = tmp_path / "other"
     write_covers(other, 5, start=20)
     with pytest.raises(CoverIdError, match="projection head was trained for"):
-        build_index(tmp_path / "idx2", refs=other, settings={"encoder": "local"}, projection_path=head, show_progress=False)
+        build_index(
+            tmp_path / "idx2", refs=other, settings={"encoder": "local"}, projection_path=head, show_progress=False
+        )
 
 
 def test_train_cli_on_an_index_reprojects_without_reembedding(covers: Path, tmp_path: Path) -> None:
@@ -201,15 +203,38 @@ def test_train_cli_on_an_index_reprojects_without_reembedding(covers: Path, tmp_
     build_index(idx, refs=covers, settings={"encoder": "local"}, show_progress=False)
     head = tmp_path / "head.pt"  # the name earlier versions suggested: still written and read as .npz
     out = subprocess.run(
-        [sys.executable, "-m", "cover_id", "train", "--index", str(idx), "--out", str(head), "--epochs", "2",
-         "--bank-views", "2", "--holdout", "1", "--hidden", "32", "--threads", "2", "-q"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cover_id",
+            "train",
+            "--index",
+            str(idx),
+            "--out",
+            str(head),
+            "--epochs",
+            "2",
+            "--bank-views",
+            "2",
+            "--holdout",
+            "1",
+            "--hidden",
+            "32",
+            "--threads",
+            "2",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "before (encoder)" in out.stdout and "after (head)" in out.stdout and "--projection" in out.stdout
     report = build_index(idx, refs=covers, settings={"encoder": "local"}, projection_path=head, show_progress=False)
     assert report.embedded == 0 and report.reused == 6
     store = IndexStore.open(idx)
     assert np.allclose(store.embeddings, store.projection.apply(store.raw_embeddings), atol=1e-5)
-    bad = subprocess.run([sys.executable, "-m", "cover_id", "train", "--out", str(head)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cover_id", "train", "--out", str(head)], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "--refs" in bad.stderr and "Traceback" not in bad.stderr

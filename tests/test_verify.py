@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from cover_id.errors import CoverIdError
-from cover_id.index_store import IndexStore
-from cover_id.indexer import build_index
-from cover_id.pipeline import Identifier
 from cover_id.evaluate.calibrate import calibrate
 from cover_id.evaluate.labelled import read_truth
 from cover_id.evaluate.photos import photo_view
 from cover_id.evaluate.probe import Probe
 from cover_id.evaluate.report import VerifyRun, run_verify
 from cover_id.evaluate.synth import make_cover
+from cover_id.index_store import IndexStore
+from cover_id.indexer import build_index
+from cover_id.pipeline import Identifier
 from tests.conftest import write_covers
 
 N_COVERS = 8
@@ -107,8 +107,10 @@ def test_failures_list_every_photo_not_accepted_correctly(world: dict) -> None:
     unsure.result["decision"] = "review"
     got = failures([wrong, absent, right, unsure], store)
     assert [f["reason"] for f in got] == [
-        "wrong reference accepted", "accepted although not in the collection", "right reference, not confident",
-    ]  # fmt: skip
+        "wrong reference accepted",
+        "accepted although not in the collection",
+        "right reference, not confident",
+    ]
     assert {"reason", "best_wrong_ref"} <= set(got[0])
     assert got[0]["best_wrong_ref"]["id"] == "cover-001" and got[0]["truth_ref"]["id"] == "cover-000"
     assert got[1]["truth_ref"] is None and got[2]["best_wrong_ref"]["id"] == "cover-006"
@@ -117,9 +119,14 @@ def test_failures_list_every_photo_not_accepted_correctly(world: dict) -> None:
 @pytest.fixture(scope="module")
 def verify_run(world: dict) -> VerifyRun:
     return run_verify(
-        world["index"], queries=world["csv"], samples=0, views=1, seed=0, do_calibrate=True,
+        world["index"],
+        queries=world["csv"],
+        samples=0,
+        views=1,
+        seed=0,
+        do_calibrate=True,
         settings={"threads": 2},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +175,7 @@ def test_html_report_is_self_contained(world: dict, verify_run: VerifyRun, tmp_p
     write_report(out, verify_run.report, verify_run.store, verify_run.probes)
     page = out.read_text()
     assert page.count("<svg") >= 3 and "data:image/jpeg;base64," in page
-    assert "src=\"http" not in page and "<script" not in page and "<link" not in page
+    assert 'src="http' not in page and "<script" not in page and "<link" not in page
     assert "Confusable pairs" in page and "Worst confusions" in page
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def margin_guidance(geom: dict[str, Any], cos: dict[str, Any], recall_at_k: float | None, encoder: str) -> dict[str, Any]:
+def margin_guidance(
+    geom: dict[str, Any], cos: dict[str, Any], recall_at_k: float | None, encoder: str
+) -> dict[str, Any]:
     """Strong / medium / weak separation, with what to do about it."""
     if not geom.get("n"):
         return {"level": "unknown", "advice": ["no self-test probes: nothing to judge"]}

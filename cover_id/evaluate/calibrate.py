@@ -27,7 +27,7 @@ MIN_CALIBRATION_PHOTOS = 20
 
 
 def calibrate(
-    probes: list[Probe], base: "Thresholds", target_far: float = 0.0, current: "Thresholds | None" = None
+    probes: list[Probe], base: Thresholds, target_far: float = 0.0, current: Thresholds | None = None
 ) -> dict[str, Any]:
     """Pick accept/review score thresholds from labelled probes.
 
@@ -60,7 +60,7 @@ def calibrate(
             if d == "accept":
                 negatives.append(score)
     n_trials = len(probes) + sum(p.truth is not None for p in probes)
-    allowed = int(math.floor(target_far * n_trials))
+    allowed = math.floor(target_far * n_trials)
     negatives.sort(reverse=True)
     worst = negatives[allowed] if allowed < len(negatives) else 0.0
     accept = worst + max(SAFETY_ABS, SAFETY_REL * worst)
@@ -90,14 +90,18 @@ def calibrate(
     }
 
 
-def store_calibration(store: "IndexStore", calibration: dict[str, Any], source: Path | None = None) -> None:
+def store_calibration(store: IndexStore, calibration: dict[str, Any], source: Path | None = None) -> None:
     """Write ``calibration`` into the index manifest (atomic save), where identify and serve read it."""
     from cover_id.rerankers.geometric import Thresholds
 
     names = {f.name for f in fields(Thresholds)}
     entry = {k: v for k, v in calibration.items() if k in names}
     entry.update(
-        {k: calibration[k] for k in ("target_far", "n_photos", "n_in_collection", "n_absent", "date") if k in calibration}
+        {
+            k: calibration[k]
+            for k in ("target_far", "n_photos", "n_in_collection", "n_absent", "date")
+            if k in calibration
+        }
     )
     entry["accepted_correct"] = calibration["after"]["accepted_correct"]
     entry["far"] = calibration["after"]["far"]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from cover_id.index_store import IndexStore
 
 
-def read_truth(csv_path: Path, store: "IndexStore") -> list[tuple[Path, int | None, str]]:
+def read_truth(csv_path: Path, store: IndexStore) -> list[tuple[Path, int | None, str]]:
     """(photo path, reference row or None, reference as written) for each CSV row."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -45,14 +45,14 @@ def read_truth(csv_path: Path, store: "IndexStore") -> list[tuple[Path, int | No
                 continue
             rp = Path(ref)
             cands = [str((rp if rp.is_absolute() else base / rp).resolve())]
-            i = by_path.get(cands[0])
-            if i is None:
-                i = by_file.get(ref.replace("\\", "/"), by_id.get(ref))
-            if i is None and len(by_base.get(rp.name, [])) == 1:
-                i = by_base[rp.name][0]
-            if i is None:
+            ref_row = by_path.get(cands[0])
+            if ref_row is None:
+                ref_row = by_file.get(ref.replace("\\", "/"), by_id.get(ref))
+            if ref_row is None and len(by_base.get(rp.name, [])) == 1:
+                ref_row = by_base[rp.name][0]
+            if ref_row is None:
                 unknown.append(f"line {line}: {ref}")
-            out.append((p, i, ref))
+            out.append((p, ref_row, ref))
     if unknown:
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
         raise CoverIdError(

@@ -15,7 +15,7 @@ VIEW_MAX_SIDE = 640  # references are shrunk to this before being "photographed"
 THUMB_SIDE = 160
 
 
-def photo_view(cover: "np.ndarray", rng: "np.random.Generator", strength: float = 1.0) -> "np.ndarray":
+def photo_view(cover: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """``cover`` as a phone would photograph it: on a cluttered table, tilted, lit, blurred.
 
     Lighting, glare and occlusion act on the cover itself; it is then
@@ -34,19 +34,24 @@ def photo_view(cover: "np.ndarray", rng: "np.random.Generator", strength: float 
     scene_wh = (side, int(side * 0.75)) if rng.random() < 0.7 else (int(side * 0.75), side)
     background = make_background(int(rng.integers(1 << 30)), scene_wh)
     scene, _ = place_in_scene(
-        cover, background, rng,
-        scale_range=(0.6, 0.92), max_tilt=0.2 * strength, max_rotation_deg=25.0 * strength, margin=0.02,
-    )  # fmt: skip
+        cover,
+        background,
+        rng,
+        scale_range=(0.6, 0.92),
+        max_tilt=0.2 * strength,
+        max_rotation_deg=25.0 * strength,
+        margin=0.02,
+    )
     on_scene = none.only(blur=0.6, noise=0.7, jpeg=0.9, lighting=0.4)
     return photo_augment(scene, rng, strength, on_scene)
 
 
-def thumbnail(image: "np.ndarray", side: int = THUMB_SIDE) -> bytes:
+def thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> bytes:
     """A small JPEG for reports."""
     return jpeg_thumbnail(image, side, quality=80)
 
 
-def reference_image(store: "IndexStore", i: int) -> "np.ndarray | None":
+def reference_image(store: IndexStore, i: int) -> np.ndarray | None:
     """Reference ``i``'s image at up to 1024 px, or None when it cannot be read."""
     from cover_id.errors import ImageError
     from cover_id.imageio import read_image

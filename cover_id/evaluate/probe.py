@@ -22,12 +22,12 @@ class Probe:
     label: str
     truth: int | None  # reference row, None: not in the collection
     result: dict[str, Any]
-    sims: "np.ndarray"  # cosine to every reference (max over crop / full variants)
-    variants: "dict[str, list[GeomMatch]]"
+    sims: np.ndarray  # cosine to every reference (max over crop / full variants)
+    variants: dict[str, list[GeomMatch]]
     thumb: bytes = b""
     kind: str = "photo"  # "selftest" or "photo"
-    cosines: "dict[str, dict[int, float]]" = field(default_factory=dict)  # per variant, as the pipeline saw them
-    store: "IndexStore | None" = None  # the IndexStore it was identified against (outlines for the rival rule)
+    cosines: dict[str, dict[int, float]] = field(default_factory=dict)  # per variant, as the pipeline saw them
+    store: IndexStore | None = None  # the IndexStore it was identified against (outlines for the rival rule)
 
     def cosine(self, variant: str, i: int) -> float:
         cos = self.cosines.get(variant)
@@ -38,10 +38,11 @@ class Probe:
         ranked = self.variants.get(self.result.get("strategy") or "", [])
         return ranked[0].ref_index if ranked else None
 
-    def geom(self, i: int) -> float:
+    def geom(self, i: int | None) -> float:
+        """Best geometric score of reference ``i`` in any view (0 when it was not verified)."""
         return max((m.score for r in self.variants.values() for m in r if m.ref_index == i), default=0.0)
 
-    def best_wrong_geom(self) -> "tuple[int | None, float]":
+    def best_wrong_geom(self) -> tuple[int | None, float]:
         best: tuple[int | None, float] = (None, -1.0)
         for ranked in self.variants.values():
             for m in ranked:
@@ -50,7 +51,7 @@ class Probe:
                     break  # ranked lists are sorted
         return best if best[0] is not None else (None, 0.0)
 
-    def best_wrong_cos(self) -> "tuple[int | None, float]":
+    def best_wrong_cos(self) -> tuple[int | None, float]:
         import numpy as np
 
         sims = self.sims.copy()
@@ -73,10 +74,10 @@ class Probe:
         ranked = self.variants.get(self.result.get("strategy") or "", [])
         return any(m.ref_index == self.truth for m in ranked[:5])
 
-    def summary(self, store: "IndexStore") -> dict[str, Any]:
+    def summary(self, store: IndexStore) -> dict[str, Any]:
         """JSON-able facts about this probe."""
         wrong_i, wrong_g = self.best_wrong_geom()
-        wcos_i, wcos = self.best_wrong_cos()
+        _, wcos = self.best_wrong_cos()
         out: dict[str, Any] = {
             "input": self.label,
             "truth": store.records[self.truth]["id"] if self.truth is not None else None,
@@ -107,7 +108,7 @@ class Prober:
     exactly what the pipeline saw; :func:`redecide` replays the same decision.
     """
 
-    def __init__(self, identifier: "Identifier") -> None:
+    def __init__(self, identifier: Identifier) -> None:
         self.identifier = identifier
 
     def probe(self, source: Any, truth: int | None, label: str, kind: str = "photo", keep_thumb: bool = True) -> Probe:

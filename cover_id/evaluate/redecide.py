@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from cover_id.evaluate.probe import Probe
+    from cover_id.index_store import IndexStore
     from cover_id.rerankers.geometric import Thresholds
 
 
-def redecide(probe: Probe, thresholds: "Thresholds", exclude: int | None = None) -> "tuple[str, int | None, float]":
+def redecide(probe: Probe, thresholds: Thresholds, exclude: int | None = None) -> tuple[str, int | None, float]:
     """(decision, reference row, score) the pipeline would give with ``thresholds``.
 
     ``exclude`` removes one reference from the candidates: with the true
@@ -18,16 +19,19 @@ def redecide(probe: Probe, thresholds: "Thresholds", exclude: int | None = None)
     """
     from cover_id.pipeline import choose
 
-    variants = {k: (v, probe.cosines.get(k) or {m.ref_index: float(probe.sims[m.ref_index]) for m in v})
-                for k, v in probe.variants.items()}  # fmt: skip
-    ordered, decision = choose(probe.store, variants, thresholds, exclude)
+    variants = {
+        k: (v, probe.cosines.get(k) or {m.ref_index: float(probe.sims[m.ref_index]) for m in v})
+        for k, v in probe.variants.items()
+    }
+    # Without a store (probes built by hand) there are no outlines: the rival rule treats every rival as overlapping.
+    ordered, decision = choose(cast("IndexStore", probe.store), variants, thresholds, exclude)
     ranked = ordered[0][1][0] if ordered else []
     if not ranked:
         return "reject", None, 0.0
     return decision, ranked[0].ref_index, ranked[0].score
 
 
-def rates(probes: list[Probe], th: "Thresholds") -> dict[str, Any]:
+def rates(probes: list[Probe], th: Thresholds) -> dict[str, Any]:
     """Outcome of ``th`` on labelled probes, including the leave-true-reference-out trials."""
     n = len(probes)
     closed = [p for p in probes if p.truth is not None]

@@ -28,7 +28,7 @@ class VerifyRun:
     """
 
     report: dict[str, Any]
-    store: "IndexStore"
+    store: IndexStore
     probes: dict[str, list[Probe]] = field(default_factory=dict)
 
 
@@ -85,11 +85,17 @@ def run_verify(
     report["margins"] = {
         "geometric": gd,
         "embedding": cd,
-        "guidance": margin_guidance(gd, cd, st.get("embedding_recall_at_k") if selftest else None, store.encoder_spec.get("name", "")),
+        "guidance": margin_guidance(
+            gd, cd, st.get("embedding_recall_at_k") if selftest else None, store.encoder_spec.get("name", "")
+        ),
     }
     worst = sorted((p for p in selftest), key=lambda p: p.geom(p.truth) - p.best_wrong_geom()[1])
     report["self_test"]["worst"] = [
-        {**p.summary(store), "truth_ref": ref_summary(store, p.truth), "best_wrong_ref": ref_summary(store, p.best_wrong_geom()[0])}
+        {
+            **p.summary(store),
+            "truth_ref": ref_summary(store, p.truth),
+            "best_wrong_ref": ref_summary(store, p.best_wrong_geom()[0]),
+        }
         for p in worst[:10]
     ]
 
@@ -104,8 +110,12 @@ def run_verify(
         ph["errors"] = errors
         ph["failures"] = failures(photos, store)
         ph["margins"] = {
-            "geometric": rounded(distribution([p.geom(p.truth) - p.best_wrong_geom()[1] for p in photos if p.truth is not None])),
-            "embedding": rounded(distribution([float(p.sims[p.truth]) - p.best_wrong_cos()[1] for p in photos if p.truth is not None])),
+            "geometric": rounded(
+                distribution([p.geom(p.truth) - p.best_wrong_geom()[1] for p in photos if p.truth is not None])
+            ),
+            "embedding": rounded(
+                distribution([float(p.sims[p.truth]) - p.best_wrong_cos()[1] for p in photos if p.truth is not None])
+            ),
         }
         report["photos"] = ph
         if do_calibrate:

@@ -14,9 +14,13 @@ if TYPE_CHECKING:
 
 
 def self_test(
-    prober: Prober, samples: int = 200, views: int = 1, seed: int = 0, strength: float = 1.0,
+    prober: Prober,
+    samples: int = 200,
+    views: int = 1,
+    seed: int = 0,
+    strength: float = 1.0,
     show_progress: bool = False,
-) -> list[Probe]:  # fmt: skip
+) -> list[Probe]:
     """Synthetic phone photos of (a sample of) the references, identified by the pipeline."""
     import numpy as np
 
@@ -45,7 +49,7 @@ def self_test(
     return probes
 
 
-def confusable_pairs(identifier: "Identifier", top: int = 10, neighbours: int = 5, checked: int = 100) -> dict[str, list]:
+def confusable_pairs(identifier: Identifier, top: int = 10, neighbours: int = 5, checked: int = 100) -> dict[str, list]:
     """References nearest each other: by embedding cosine, and geometrically verified."""
     store = identifier.store
     if store.size < 2:

@@ -21,20 +21,27 @@ def distribution(values: list[float]) -> dict[str, Any]:
     a = np.asarray(values, dtype=np.float64)
     q = np.percentile(a, [5, 10, 25, 50, 75, 90])
     return {
-        "n": len(a), "min": float(a.min()), "p5": float(q[0]), "p10": float(q[1]), "p25": float(q[2]),
-        "median": float(q[3]), "p75": float(q[4]), "p90": float(q[5]), "max": float(a.max()),
+        "n": len(a),
+        "min": float(a.min()),
+        "p5": float(q[0]),
+        "p10": float(q[1]),
+        "p25": float(q[2]),
+        "median": float(q[3]),
+        "p75": float(q[4]),
+        "p90": float(q[5]),
+        "max": float(a.max()),
         "negative": float((a < 0).mean()),
-    }  # fmt: skip
+    }
 
 
-def ref_summary(store: "IndexStore", i: int | None) -> dict[str, Any] | None:
+def ref_summary(store: IndexStore, i: int | None) -> dict[str, Any] | None:
     if i is None:
         return None
     r = store.records[i]
     return {"id": r["id"], "name": r["name"], "filename": r["filename"]}
 
 
-def summarize_probes(probes: list[Probe], store: "IndexStore", top_k: int) -> dict[str, Any]:
+def summarize_probes(probes: list[Probe], store: IndexStore, top_k: int) -> dict[str, Any]:
     closed = [p for p in probes if p.truth is not None]
     absent = [p for p in probes if p.truth is None]
     n = max(1, len(closed))
@@ -62,7 +69,7 @@ def summarize_probes(probes: list[Probe], store: "IndexStore", top_k: int) -> di
     return rounded(out)
 
 
-def failures(probes: list[Probe], store: "IndexStore") -> list[dict[str, Any]]:
+def failures(probes: list[Probe], store: IndexStore) -> list[dict[str, Any]]:
     """Labelled photos that were not accepted correctly (or, if absent, were accepted)."""
     out = []
     for p in probes:
@@ -75,12 +82,22 @@ def failures(probes: list[Probe], store: "IndexStore") -> list[dict[str, Any]]:
         if p.match is not None and p.match != p.truth:
             wrong_i = p.match
         reason = (
-            "accepted although not in the collection" if p.truth is None
-            else "wrong reference accepted" if d == "accept"
-            else "right reference, not confident" if p.match == p.truth
+            "accepted although not in the collection"
+            if p.truth is None
+            else "wrong reference accepted"
+            if d == "accept"
+            else "right reference, not confident"
+            if p.match == p.truth
             else "wrong reference on top"
-        )  # fmt: skip
-        out.append({**s, "reason": reason, "truth_ref": ref_summary(store, p.truth), "best_wrong_ref": ref_summary(store, wrong_i)})
+        )
+        out.append(
+            {
+                **s,
+                "reason": reason,
+                "truth_ref": ref_summary(store, p.truth),
+                "best_wrong_ref": ref_summary(store, wrong_i),
+            }
+        )
     return out
 
 

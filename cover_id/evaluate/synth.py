@@ -17,10 +17,10 @@ from cover_id.detectors.quad import order_corners
 
 __all__ = [
     "AugmentOptions",
-    "make_cover",
     "make_background",
-    "place_in_scene",
+    "make_cover",
     "photo_augment",
+    "place_in_scene",
 ]
 
 _FONTS = (
@@ -34,7 +34,8 @@ _LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 
 def _color(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(lo, hi, 3))
+    b, g, r = (int(v) for v in rng.integers(lo, hi, 3))
+    return b, g, r
 
 
 def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, channels: int = 1) -> np.ndarray:
@@ -82,7 +83,7 @@ def _put_text_fit(
     thickness = int(rng.integers(1, 4))
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, thickness)
     scale = max(0.3, min(bw / max(tw, 1), bh / max(th, 1)))
-    thickness = max(1, int(round(thickness * scale)))
+    thickness = max(1, round(thickness * scale))
     org = (x, y + int(th * scale))
     if outline is not None:
         cv2.putText(img, text, org, font, scale, outline, thickness + 2, cv2.LINE_AA)
@@ -159,14 +160,22 @@ def make_cover(seed: int, size: tuple[int, int] = (300, 420)) -> np.ndarray:
     # Title and small print.
     title_y = int(rng.uniform(0.05, 0.6) * h)
     _put_text_fit(
-        img, _random_text(rng, 3, 8), rng, (int(0.06 * w), title_y, int(0.88 * w), int(0.14 * h)),
-        _color(rng, 128), (0, 0, 0) if rng.random() < 0.6 else None,
+        img,
+        _random_text(rng, 3, 8),
+        rng,
+        (int(0.06 * w), title_y, int(0.88 * w), int(0.14 * h)),
+        _color(rng, 128),
+        (0, 0, 0) if rng.random() < 0.6 else None,
     )
     for _ in range(int(rng.integers(2, 6))):
         y = int(rng.uniform(0.02, 0.92) * h)
         _put_text_fit(
-            img, _random_text(rng, 2, 7), rng, (int(0.05 * w), y, int(rng.uniform(0.3, 0.9) * w), int(0.04 * h)),
-            _color(rng), None,
+            img,
+            _random_text(rng, 2, 7),
+            rng,
+            (int(0.05 * w), y, int(rng.uniform(0.3, 0.9) * w), int(0.04 * h)),
+            _color(rng),
+            None,
         )
     if rng.random() < 0.5:
         cv2.rectangle(img, (0, 0), (w - 1, h - 1), _color(rng), int(rng.integers(2, 8)))
@@ -285,12 +294,10 @@ def place_in_scene(
     if quad is None:  # scale range too large for this scene: fall back to a centred fit
         quad = _random_quad(rng, (cw, ch), (sw, sh), (0.5, 0.5), 0.0, max_rotation_deg, 0.0)
         assert quad is not None
-    src = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
-    matrix = cv2.getPerspectiveTransform(src, quad)
-    warped = cv2.warpPerspective(cover, matrix, (sw, sh), flags=cv2.INTER_AREA if False else cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(
-        np.full((ch, cw), 255, np.uint8), matrix, (sw, sh), flags=cv2.INTER_LINEAR
-    )
+    src = np.asarray([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
+    matrix = cv2.getPerspectiveTransform(src, np.asarray(quad, np.float32))
+    warped = cv2.warpPerspective(cover, matrix, (sw, sh), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full((ch, cw), 255, np.uint8), matrix, (sw, sh), flags=cv2.INTER_LINEAR)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     scene = (warped.astype(np.float32) * alpha + background.astype(np.float32) * (1 - alpha)).astype(np.uint8)
     corners = quad if cover_order else order_corners(quad)
@@ -321,20 +328,20 @@ class AugmentOptions:
     grayscale: float = 0.0
 
     @classmethod
-    def photo(cls) -> "AugmentOptions":
+    def photo(cls) -> AugmentOptions:
         """A phone photo of the item (``verify``)."""
         return cls()
 
     @classmethod
-    def train(cls) -> "AugmentOptions":
+    def train(cls) -> AugmentOptions:
         """Training views: photo effects plus crops, rotation +-20 deg, colour jitter, grayscale."""
         return cls(background=0.4, crop=0.5, rotation_deg=20.0, color_jitter=0.8, grayscale=0.1)
 
     @classmethod
-    def none(cls) -> "AugmentOptions":
+    def none(cls) -> AugmentOptions:
         return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-    def only(self, **kwargs: float) -> "AugmentOptions":
+    def only(self, **kwargs: float) -> AugmentOptions:
         """A copy with the given fields changed."""
         return replace(self, **kwargs)
 
@@ -376,7 +383,9 @@ def photo_augment(
     if opts.background and rng.random() < opts.background:
         backdrop = _quick_background(rng, w, h)
         out, _ = place_in_scene(
-            out, backdrop, rng,
+            out,
+            backdrop,
+            rng,
             scale_range=(1.0 - 0.45 * st, 1.0 - 0.1 * st),
             max_tilt=0.2 * st * (opts.perspective > 0),
             max_rotation_deg=opts.rotation_deg * st,
@@ -385,11 +394,11 @@ def photo_augment(
     else:
         if (opts.perspective and rng.random() < opts.perspective) or opts.rotation_deg:
             angle = np.radians(rng.uniform(-opts.rotation_deg, opts.rotation_deg) * st)
-            src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+            src = np.asarray([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
             jitter = np.zeros((4, 2), np.float32)
             if opts.perspective and rng.random() < opts.perspective:
-                jitter = rng.uniform(-0.08, 0.08, (4, 2)).astype(np.float32) * st * np.float32([w, h])
-            center = np.float32([w / 2, h / 2])
+                jitter = rng.uniform(-0.08, 0.08, (4, 2)).astype(np.float32) * st * np.asarray([w, h], np.float32)
+            center = np.asarray([w / 2, h / 2], np.float32)
             rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
             dst = ((src + jitter - center) @ rot.T + center).astype(np.float32)
             matrix = cv2.getPerspectiveTransform(src, dst)
@@ -408,7 +417,7 @@ def photo_augment(
         bias = rng.uniform(-20, 20) * st
         shade = 1.0 - 0.35 * st * _smooth_noise(rng, w, h, 2)
         white = 1.0 + rng.uniform(-0.08, 0.08, 3).astype(np.float32) * st  # white balance
-        f = (f * gain * white + bias) * shade[..., None]
+        f = ((f * gain * white + bias) * shade[..., None]).astype(np.float32)
     if opts.color_jitter and rng.random() < opts.color_jitter:
         gray = f.mean(axis=2, keepdims=True)
         sat = 1.0 + rng.uniform(-0.4, 0.4) * st
@@ -426,23 +435,30 @@ def photo_augment(
         if rng.random() < 0.5:
             out = cv2.GaussianBlur(out, (0, 0), 0.3 + rng.uniform(0, 1.5) * st)
         else:  # hand shake: short motion blur
-            k = max(1, int(round(rng.uniform(1, 7) * st)))
+            k = max(1, round(rng.uniform(1, 7) * st))
             kernel = np.zeros((2 * k + 1, 2 * k + 1), np.float32)
             angle = rng.uniform(0, np.pi)
             c = k
-            cv2.line(kernel, (int(c - k * np.cos(angle)), int(c - k * np.sin(angle))),
-                     (int(c + k * np.cos(angle)), int(c + k * np.sin(angle))), 1.0, 1)
+            cv2.line(
+                kernel,
+                (int(c - k * np.cos(angle)), int(c - k * np.sin(angle))),
+                (int(c + k * np.cos(angle)), int(c + k * np.sin(angle))),
+                1.0,
+                1,
+            )
             out = cv2.filter2D(out, -1, kernel / kernel.sum())
     if opts.noise and rng.random() < opts.noise:
         sigma = rng.uniform(2, 8) * st
-        out = np.clip(out.astype(np.float32) + rng.normal(0, sigma, out.shape).astype(np.float32), 0, 255).astype(np.uint8)
+        out = np.clip(out.astype(np.float32) + rng.normal(0, sigma, out.shape).astype(np.float32), 0, 255).astype(
+            np.uint8
+        )
     if opts.grayscale and rng.random() < opts.grayscale:
         out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     if opts.jpeg and rng.random() < opts.jpeg:
         quality = int(np.clip(95 - rng.uniform(0, 65) * st, 20, 95))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            out = np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR))
     if image.ndim == 2:
         out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
     return np.ascontiguousarray(out)

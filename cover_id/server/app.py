@@ -42,7 +42,7 @@ log = logging.getLogger("cover_id.server")
 
 
 def create_app(
-    identifier: "Identifier",
+    identifier: Identifier,
     index_path: Path,
     settings: dict[str, Any] | None = None,
     added_dir: Path | None = None,

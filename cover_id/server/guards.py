@@ -8,7 +8,8 @@ broken, and no body is parsed for it.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import HTTPException, Request, Response, UploadFile
 from fastapi.routing import APIRoute
@@ -40,7 +41,7 @@ def check_key(request: Request) -> None:
 class KeyCheckedRoute(APIRoute):
     """A route that checks the API key before its body is read or its parameters are validated."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:

@@ -6,7 +6,7 @@ named here, so the record-like models allow extra fields.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,7 +15,7 @@ class ErrorBody(BaseModel):
     """Every error: one message (it names no server path); 422 adds the validation errors."""
 
     detail: str = Field(description="What went wrong, in one line.")
-    errors: Optional[list[dict[str, Any]]] = Field(None, description="Validation errors (422 only).")
+    errors: list[dict[str, Any]] | None = Field(None, description="Validation errors (422 only).")
 
 
 # ---- references ---------------------------------------------------------------------------
@@ -50,7 +50,7 @@ class ReferencePage(BaseModel):
     total: int = Field(description="References matching `q` (all of them without it).")
     offset: int
     limit: int
-    q: Optional[str] = None
+    q: str | None = None
     items: list[ReferenceOut]
 
 
@@ -63,9 +63,9 @@ class Match(BaseModel):
     id: str
     name: str
     filename: str
-    cosine: Optional[float] = Field(None, description="Embedding similarity.")
-    geom_score: Optional[float] = Field(None, description="Geometric verification score (0-1).")
-    inliers: Optional[int] = Field(None, description="Keypoint matches consistent with the homography.")
+    cosine: float | None = Field(None, description="Embedding similarity.")
+    geom_score: float | None = Field(None, description="Geometric verification score (0-1).")
+    inliers: int | None = Field(None, description="Keypoint matches consistent with the homography.")
 
 
 class IdentifyResult(BaseModel):
@@ -73,31 +73,31 @@ class IdentifyResult(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    input: Optional[str] = Field(None, description="The uploaded file's name.")
-    decision: Optional[str] = Field(None, description="accept, review or reject.")
-    confident: Optional[bool] = None
-    strategy: Optional[str] = Field(None, description="The view that decided: crop (the detected cover) or full.")
-    cosine: Optional[float] = None
-    geom_score: Optional[float] = None
-    inliers: Optional[int] = None
-    match: Optional[Match] = None
-    alternatives: Optional[list[dict[str, Any]]] = None
-    quad: Optional[list[list[float]]] = Field(None, description="Detected cover corners in the photo (pixels).")
-    match_quad: Optional[list[list[float]]] = Field(None, description="The matched reference's outline in the photo.")
-    multi: Optional[bool] = None
-    count: Optional[int] = Field(None, description="With multi: how many covers were recognised.")
-    covers: Optional[list[IdentifyResult]] = Field(None, description="With multi: one result per cover.")
-    image_size: Optional[list[int]] = None
-    timings_ms: Optional[dict[str, float]] = Field(None, description="Per step; `total` for the whole photo.")
+    input: str | None = Field(None, description="The uploaded file's name.")
+    decision: str | None = Field(None, description="accept, review or reject.")
+    confident: bool | None = None
+    strategy: str | None = Field(None, description="The view that decided: crop (the detected cover) or full.")
+    cosine: float | None = None
+    geom_score: float | None = None
+    inliers: int | None = None
+    match: Match | None = None
+    alternatives: list[dict[str, Any]] | None = None
+    quad: list[list[float]] | None = Field(None, description="Detected cover corners in the photo (pixels).")
+    match_quad: list[list[float]] | None = Field(None, description="The matched reference's outline in the photo.")
+    multi: bool | None = None
+    count: int | None = Field(None, description="With multi: how many covers were recognised.")
+    covers: list[IdentifyResult] | None = Field(None, description="With multi: one result per cover.")
+    image_size: list[int] | None = None
+    timings_ms: dict[str, float] | None = Field(None, description="Per step; `total` for the whole photo.")
 
 
 class SearchHit(Reference):
     cosine: float
-    image_url: Optional[str] = None
+    image_url: str | None = None
 
 
 class ImageSearch(BaseModel):
-    input: Optional[str] = None
+    input: str | None = None
     k: int
     results: list[SearchHit]
     took_ms: float
@@ -113,7 +113,7 @@ class TextSearch(BaseModel):
 # ---- service -------------------------------------------------------------------------------
 class IndexInfo(BaseModel):
     size: int = Field(description="References in the collection.")
-    updated: Optional[str] = None
+    updated: str | None = None
 
 
 class EncoderInfo(BaseModel):
@@ -124,7 +124,7 @@ class EncoderInfo(BaseModel):
 class CalibrationInfo(BaseModel):
     source: str = Field(description="Where the thresholds come from: defaults, calibration or settings.")
     thresholds: dict[str, Any]
-    index: Optional[dict[str, Any]] = Field(None, description="The calibration stored in the index, if any.")
+    index: dict[str, Any] | None = Field(None, description="The calibration stored in the index, if any.")
 
 
 class WritesInfo(BaseModel):
@@ -138,11 +138,11 @@ class Health(BaseModel):
     index: IndexInfo
     encoder: EncoderInfo
     text_search: bool
-    projection: Optional[dict[str, Any]] = None
+    projection: dict[str, Any] | None = None
     calibration: CalibrationInfo
     uptime_s: float
     requests: int
-    last_response_ms: Optional[float] = None
+    last_response_ms: float | None = None
     workers: int
     writes: WritesInfo
     max_upload_mb: float
@@ -158,10 +158,10 @@ class Stats(BaseModel):
     references: int
     added_via_api: int
     encoder: dict[str, Any]
-    dim: Optional[int] = None
-    projection: Optional[dict[str, Any]] = None
+    dim: int | None = None
+    projection: dict[str, Any] | None = None
     keypoints: KeypointCounts
-    updated: Optional[str] = None
+    updated: str | None = None
     fields: dict[str, dict[str, Any]] = Field(description="Per catalog field: type, counts or range.")
     computed_at: str
 

@@ -47,7 +47,7 @@ class ServerState:
         self._thumb_lock = threading.Lock()
 
     @property
-    def identifier(self) -> "Identifier":
+    def identifier(self) -> Identifier:
         return self.collection.identifier
 
     async def run(self, fn: Any, *args: Any) -> Any:
@@ -97,7 +97,7 @@ class ServerState:
             return [self.public(v) for v in value]
         return value
 
-    def record(self, store: "IndexStore", i: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record(self, store: IndexStore, i: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reference ``i`` as the API shows it: its record, ``extra`` and its image URL."""
         return {**self.public(store.records[i]), **(extra or {}), "image_url": image_url(store, i)}
 
@@ -108,12 +108,12 @@ def get_state(request: Request) -> ServerState:
     return state
 
 
-def image_sha(store: "IndexStore", i: int) -> str | None:
+def image_sha(store: IndexStore, i: int) -> str | None:
     sha: str | None = store.manifest.get("files", {}).get(store.records[i]["filename"])
     return sha
 
 
-def image_url(store: "IndexStore", i: int) -> str:
+def image_url(store: IndexStore, i: int) -> str:
     sha = image_sha(store, i)
     url = f"/api/refs/{quote(store.records[i]['id'], safe='')}/image"
     return f"{url}?v={sha[:12]}" if sha else url

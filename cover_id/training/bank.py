@@ -22,15 +22,15 @@ VIEW_SIDE = 640  # views are made from references shrunk to this (query crops ar
 class Bank:
     """Encoded vectors of every reference (clean + augmented views) and held-out photo-like views."""
 
-    vectors: "np.ndarray"  # (R, D) raw encoder vectors
-    labels: "np.ndarray"  # (R,) reference row
-    clean: "np.ndarray"  # (R,) True for the unaugmented reference vector
-    holdout: "np.ndarray"  # (H, D) photo-like views kept aside
-    holdout_labels: "np.ndarray"
+    vectors: np.ndarray  # (R, D) raw encoder vectors
+    labels: np.ndarray  # (R,) reference row
+    clean: np.ndarray  # (R,) True for the unaugmented reference vector
+    holdout: np.ndarray  # (H, D) photo-like views kept aside
+    holdout_labels: np.ndarray
     seconds: float = 0.0
 
     @property
-    def references(self) -> "np.ndarray":
+    def references(self) -> np.ndarray:
         """(N, D) clean reference vectors, in reference order."""
         import numpy as np
 
@@ -39,10 +39,10 @@ class Bank:
 
 
 def build_bank(
-    encoder: "Encoder",
-    load: "Callable[[int], np.ndarray]",
+    encoder: Encoder,
+    load: Callable[[int], np.ndarray],
     n: int,
-    clean: "np.ndarray | None",
+    clean: np.ndarray | None,
     views: int,
     holdout: int,
     seed: int,
@@ -57,9 +57,9 @@ def build_bank(
     """
     import numpy as np
 
-    from cover_id.progress import progress
     from cover_id.evaluate.photos import photo_view
     from cover_id.evaluate.synth import AugmentOptions, photo_augment
+    from cover_id.progress import progress
 
     t0 = time.perf_counter()
     opts = AugmentOptions.train()

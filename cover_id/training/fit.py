@@ -34,7 +34,7 @@ class TrainConfig:
     keep_best: bool = True  # keep the epoch (0 = the encoder alone) that does best on the held-out views
 
 
-def retrieval_margins(refs: "np.ndarray", queries: "np.ndarray", labels: "np.ndarray") -> dict[str, Any]:
+def retrieval_margins(refs: np.ndarray, queries: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Cosine to the own reference minus the best other one, per query; plus top-1."""
     import numpy as np
 
@@ -47,7 +47,7 @@ def retrieval_margins(refs: "np.ndarray", queries: "np.ndarray", labels: "np.nda
     margin = own - sims.max(axis=1)
     q = np.percentile(margin, [10, 50, 90])
     return {
-        "n": int(len(margin)),
+        "n": len(margin),
         "median": round(float(q[1]), 4),
         "p10": round(float(q[0]), 4),
         "p90": round(float(q[2]), 4),
@@ -58,7 +58,7 @@ def retrieval_margins(refs: "np.ndarray", queries: "np.ndarray", labels: "np.nda
 
 @dataclass
 class TrainResult:
-    projection: "Projection"
+    projection: Projection
     losses: list[float] = field(default_factory=list)  # mean loss per epoch
     epochs_done: int = 0
     kept_epoch: int = 0
@@ -136,8 +136,8 @@ def train_on_bank(
     info = {
         **(meta or {}),
         "config": asdict(cfg),
-        "classes": int(len(sampler.classes)),
-        "bank_vectors": int(len(bank.vectors)),
+        "classes": len(sampler.classes),
+        "bank_vectors": len(bank.vectors),
         "epochs_done": epochs_done,
         "kept_epoch": best_epoch if cfg.keep_best else epochs_done,
         "interrupted": interrupted,
@@ -149,6 +149,10 @@ def train_on_bank(
     proj = head_to_projection(head, encoder_spec, info)
     refs = bank.references
     before = retrieval_margins(refs, bank.holdout, bank.holdout_labels)
-    after = retrieval_margins(proj.apply(refs), proj.apply(bank.holdout), bank.holdout_labels) if len(bank.holdout) else {}
+    after = (
+        retrieval_margins(proj.apply(refs), proj.apply(bank.holdout), bank.holdout_labels) if len(bank.holdout) else {}
+    )
     proj.meta["margins"] = {"before": before, "after": after}
-    return TrainResult(proj, losses, epochs_done, proj.meta["kept_epoch"], interrupted, before, after, time.perf_counter() - t0)
+    return TrainResult(
+        proj, losses, epochs_done, proj.meta["kept_epoch"], interrupted, before, after, time.perf_counter() - t0
+    )

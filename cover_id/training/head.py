@@ -11,19 +11,19 @@ if TYPE_CHECKING:
     from cover_id.training.projection import Projection
 
 
-def make_head(d_in: int, hidden: int, d_out: int | None = None, seed: int = 0) -> "torch.nn.Module":
+def make_head(d_in: int, hidden: int, d_out: int | None = None, seed: int = 0) -> torch.nn.Module:
     """Linear -> ReLU -> Linear (+ input when the sizes agree), L2-normalised output."""
     import torch
     from torch import nn
 
-    d_out = d_out or d_in
+    out_dim = d_out or d_in
 
     class Head(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.l1 = nn.Linear(d_in, hidden)
-            self.l2 = nn.Linear(hidden, d_out)
-            self.residual = d_out == d_in
+            self.l2 = nn.Linear(hidden, out_dim)
+            self.residual = out_dim == d_in
             if self.residual:  # start as the identity: the encoder's own geometry
                 nn.init.zeros_(self.l2.weight)
                 nn.init.zeros_(self.l2.bias)
@@ -38,16 +38,18 @@ def make_head(d_in: int, hidden: int, d_out: int | None = None, seed: int = 0) -
     return Head()
 
 
-def head_to_projection(head: "torch.nn.Module", encoder_spec: dict[str, Any], meta: dict[str, Any]) -> "Projection":
+def head_to_projection(head: torch.nn.Module, encoder_spec: dict[str, Any], meta: dict[str, Any]) -> Projection:
     from cover_id.training.projection import Projection
 
-    def arr(t: "torch.Tensor") -> "np.ndarray":
+    layers: Any = head  # the Head made by make_head: l1, l2, residual
+
+    def arr(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().float().numpy().copy()
 
     return Projection(
-        weights=[arr(head.l1.weight), arr(head.l2.weight)],  # type: ignore[union-attr]
-        biases=[arr(head.l1.bias), arr(head.l2.bias)],  # type: ignore[union-attr]
+        weights=[arr(layers.l1.weight), arr(layers.l2.weight)],
+        biases=[arr(layers.l1.bias), arr(layers.l2.bias)],
         encoder=dict(encoder_spec),
-        residual=bool(head.residual),  # type: ignore[union-attr]
+        residual=bool(layers.residual),
         meta=meta,
     )

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def supcon_loss(z: "torch.Tensor", labels: "torch.Tensor", temperature: float = 0.1) -> "torch.Tensor":
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al., 2020), averaged over anchors with a positive.
 
     For anchor i with positives P(i) (same label, not i):

@@ -29,8 +29,8 @@ FORMAT = "cover-id-head/1"
 class Projection:
     """Linear layers with ReLU between them, plus an optional residual input skip."""
 
-    weights: "list[np.ndarray]"  # each (out, in)
-    biases: "list[np.ndarray]"
+    weights: list[np.ndarray]  # each (out, in)
+    biases: list[np.ndarray]
     encoder: dict[str, Any]  # spec of the encoder the head was trained on
     residual: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +51,7 @@ class Projection:
             h.update(b.astype("float32").tobytes())
         return h.hexdigest()[:16]
 
-    def apply(self, x: "np.ndarray") -> "np.ndarray":
+    def apply(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
         from cover_id.encoders.base import l2_normalize
@@ -65,13 +65,15 @@ class Projection:
             h = h + x
         return l2_normalize(h)
 
-    def to_arrays(self) -> "dict[str, np.ndarray]":
+    def to_arrays(self) -> dict[str, np.ndarray]:
         import json
 
         import numpy as np
 
         out: dict[str, np.ndarray] = {
-            "header": np.array(json.dumps({"format": FORMAT, "encoder": self.encoder, "residual": self.residual, "meta": self.meta}))
+            "header": np.array(
+                json.dumps({"format": FORMAT, "encoder": self.encoder, "residual": self.residual, "meta": self.meta})
+            )
         }
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             out[f"w{i}"] = w.astype(np.float32)
@@ -79,7 +81,7 @@ class Projection:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: "dict[str, np.ndarray]") -> "Projection":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Projection:
         import json
 
         header = json.loads(str(arrays["header"]))
@@ -99,13 +101,15 @@ def save_projection(proj: Projection, path: Path) -> None:
 
     from cover_id.store_io import atomic_write
 
-    with atomic_write(Path(path)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **proj.to_arrays())
+    with atomic_write(Path(path)) as tmp, open(tmp, "wb") as f:
+        arrays: dict[str, Any] = proj.to_arrays()
+        np.savez(f, **arrays)
 
 
 def load_projection(path: Path) -> Projection:
     """Read a head written by ``cover-id train``; one clear error for anything else."""
+    import zipfile
+
     import numpy as np
 
     path = Path(path)
@@ -115,6 +119,6 @@ def load_projection(path: Path) -> Projection:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         proj = Projection.from_arrays(arrays)
-    except Exception as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise CoverIdError(f"{path}: not a cover-id projection head ({type(exc).__name__})") from None
     return proj

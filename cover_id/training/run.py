@@ -22,8 +22,8 @@ def train(
     """Bank, train, save ``out``; returns the result (margins before/after on held-out views)."""
     import torch
 
-    from cover_id.training.projection import save_projection
     from cover_id.runtime import set_threads, thread_count
+    from cover_id.training.projection import save_projection
 
     cfg = cfg or TrainConfig()
     if (refs is None) == (index is None):
@@ -34,10 +34,13 @@ def train(
         raise CoverIdError("--bank-views must be at least 1")
     set_threads((settings or {}).get("threads"))
     torch.set_num_threads(thread_count((settings or {}).get("threads")))
-    if cfg.device != "cpu":
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise CoverIdError(f"device '{cfg.device}' is not available here; use --device cpu")
-    src = source_from_index(index, cfg.device) if index is not None else source_from_refs(refs, settings or {}, show_progress)  # type: ignore[arg-type]
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CoverIdError(f"device '{cfg.device}' is not available here; use --device cpu")
+    if index is not None:
+        src = source_from_index(index, cfg.device)
+    else:
+        assert refs is not None  # exactly one of the two was checked above
+        src = source_from_refs(refs, settings or {}, show_progress)
     try:
         bank = build_bank(src.encoder, src.load, src.n, src.clean, cfg.views, cfg.holdout, cfg.seed, show_progress)
     except KeyboardInterrupt:

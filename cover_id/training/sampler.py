@@ -22,7 +22,9 @@ class KMSampler:
     Collections with fewer than K classes use all of them in every batch.
     """
 
-    def __init__(self, labels: "np.ndarray", k: int = 16, m: int = 4, seed: int = 0, clean: "np.ndarray | None" = None) -> None:
+    def __init__(
+        self, labels: np.ndarray, k: int = 16, m: int = 4, seed: int = 0, clean: np.ndarray | None = None
+    ) -> None:
         import numpy as np
 
         if k < 1 or m < 1:
@@ -42,7 +44,7 @@ class KMSampler:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.classes) / self.k)
 
-    def epoch(self) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
+    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import numpy as np
 
         order = self.rng.permutation(self.classes)
@@ -53,7 +55,7 @@ class KMSampler:
                 chunk = np.concatenate([chunk, self.rng.choice(rest, self.k - len(chunk), replace=False)])
             yield self.batch(chunk)
 
-    def batch(self, classes: "np.ndarray") -> "tuple[np.ndarray, np.ndarray]":
+    def batch(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, labels), each of length len(classes) * M, grouped by class."""
         import numpy as np
 

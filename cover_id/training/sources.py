@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainSource:
-    encoder: "Encoder"
+    encoder: Encoder
     spec: dict[str, Any]  # recorded in the head; compared when an index applies it
     n: int
-    load: "Callable[[int], np.ndarray]"
-    clean: "np.ndarray | None"
+    load: Callable[[int], np.ndarray]
+    clean: np.ndarray | None
     describe: str
 
 
@@ -38,18 +38,19 @@ def source_from_index(index: Path, device: str | None = None) -> TrainSource:
         raise CoverIdError(f"index {index} holds {store.size} reference(s); training needs at least 2")
     encoder = store.create_encoder({"device": device} if device else None)
 
-    def load(i: int) -> "np.ndarray":
+    def load(i: int) -> np.ndarray:
         try:
             return read_image(store.image_path(i), max_side=REF_MAX_SIDE)
         except ImageError as exc:
-            raise CoverIdError(f"reference image of '{store.records[i]['id']}' cannot be read ({exc}); was the refs folder moved?") from None
+            raise CoverIdError(
+                f"reference image of '{store.records[i]['id']}' cannot be read ({exc}); was the refs folder moved?"
+            ) from None
 
     return TrainSource(encoder, dict(store.encoder_spec), store.size, load, store.raw_embeddings, f"index {index}")
 
 
 def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool = False) -> TrainSource:
     """A folder of references: the encoder is built (and, for ``local``, fitted) exactly as `cover-id index` would."""
-    import numpy as np
 
     from cover_id.config import DEFAULTS
     from cover_id.encoders import create_encoder, resolve_encoder_name
@@ -62,7 +63,9 @@ def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool =
     s = {**DEFAULTS, **settings}
     catalog, _, _ = load_catalog(Path(refs), None)
     name, _ = resolve_encoder_name(s["encoder"], s["model"], s["pretrained"])
-    encoder = create_encoder(name, model=s["model"], pretrained=s["pretrained"], device=s["device"], batch_size=s["batch_size"])
+    encoder = create_encoder(
+        name, model=s["model"], pretrained=s["pretrained"], device=s["device"], batch_size=s["batch_size"]
+    )
     paths = []
     for ref in catalog:
         if ref.path.is_file() and ref.path.stat().st_size > 0:
@@ -86,7 +89,7 @@ def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool =
     elif len(paths) < 2:
         raise CoverIdError(f"{refs}: training needs at least 2 reference images")
 
-    def load(i: int) -> "np.ndarray":
+    def load(i: int) -> np.ndarray:
         return read_image(paths[i], max_side=REF_MAX_SIDE)
 
     spec = {**encoder.spec(), "dim": encoder.dim}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -33,7 +33,7 @@ async def list_refs(
     state: State,
     offset: int = Query(0, ge=0, description="Skip this many."),
     limit: int = Query(50, ge=1, le=500, description="At most this many (1-500)."),
-    q: Optional[str] = Query(None, max_length=200, description="Words that must all appear in id, name or a field."),
+    q: str | None = Query(None, max_length=200, description="Words that must all appear in id, name or a field."),
 ) -> Any:
     store, rows, total = state.collection.listing(offset, limit, q)
     return {"total": total, "offset": offset, "limit": limit, "q": q, "items": [state.record(store, i) for i in rows]}
@@ -46,15 +46,16 @@ async def get_ref(state: State, ref_id: str) -> Any:
 
 
 @router.get(
-    "/api/refs/{ref_id}/image", summary="A reference's image (or a thumbnail)",
+    "/api/refs/{ref_id}/image",
+    summary="A reference's image (or a thumbnail)",
     responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "Not modified"}, **errors(404)},
-)  # fmt: skip
+)
 async def ref_image(
     state: State,
     request: Request,
     ref_id: str,
-    size: Optional[int] = Query(None, ge=16, le=2048, description="Longest side of a JPEG thumbnail."),
-    v: Optional[str] = Query(None, max_length=64, description="Version from image_url; makes the answer cacheable."),
+    size: int | None = Query(None, ge=16, le=2048, description="Longest side of a JPEG thumbnail."),
+    v: str | None = Query(None, max_length=64, description="Version from image_url; makes the answer cacheable."),
 ) -> Response:
     store, i = state.collection.find(ref_id)
     path = store.image_path(i)
@@ -81,15 +82,19 @@ async def ref_image(
 
 
 @writes.post(
-    "/api/refs", summary="Add a reference", status_code=201, dependencies=[Depends(require_multipart)],
-    response_model=AddedReference, responses=errors(400, 401, 409, 413, 415),
-)  # fmt: skip
+    "/api/refs",
+    summary="Add a reference",
+    status_code=201,
+    dependencies=[Depends(require_multipart)],
+    response_model=AddedReference,
+    responses=errors(400, 401, 409, 413, 415),
+)
 async def add_ref(
     state: State,
     file: UploadFile = File(..., description=UPLOAD_DOC),
-    name: Optional[str] = Form(None, max_length=300, description="Display name (default: from the file name)."),
-    id: Optional[str] = Form(None, max_length=128, description="Id (default: made from the name)."),
-    metadata: Optional[str] = Form(None, description='Catalog fields as a JSON object, e.g. {"year": 1999}.'),
+    name: str | None = Form(None, max_length=300, description="Display name (default: from the file name)."),
+    id: str | None = Form(None, max_length=128, description="Id (default: made from the name)."),
+    metadata: str | None = Form(None, description='Catalog fields as a JSON object, e.g. {"year": 1999}.'),
 ) -> Any:
     """Embed the image and add it; the index on disk is updated atomically before the answer."""
     from cover_id.catalog import parse_label

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 
@@ -19,14 +19,18 @@ State = Annotated[ServerState, Depends(get_state)]
 
 
 @router.post(
-    "/api/identify", summary="Which reference does this photo show?", dependencies=[Depends(require_multipart)],
-    response_model=IdentifyResult, response_model_exclude_unset=True, responses=errors(400, 413, 415),
-)  # fmt: skip
+    "/api/identify",
+    summary="Which reference does this photo show?",
+    dependencies=[Depends(require_multipart)],
+    response_model=IdentifyResult,
+    response_model_exclude_unset=True,
+    responses=errors(400, 413, 415),
+)
 async def identify(
     state: State,
     file: UploadFile = File(..., description=UPLOAD_DOC),
     multi: bool = Form(False, description="Report every recognised cover in the photo."),
-    multi_q: Optional[bool] = Query(None, alias="multi", description="Same as the form field."),
+    multi_q: bool | None = Query(None, alias="multi", description="Same as the form field."),
 ) -> Any:
     """The same JSON object as `cover-id identify --json` prints for one photo."""
     data = await read_upload(state, file)
@@ -37,9 +41,12 @@ async def identify(
 
 
 @router.post(
-    "/api/search-by-image", summary="Nearest references by embedding", dependencies=[Depends(require_multipart)],
-    response_model=ImageSearch, responses=errors(400, 413, 415),
-)  # fmt: skip
+    "/api/search-by-image",
+    summary="Nearest references by embedding",
+    dependencies=[Depends(require_multipart)],
+    response_model=ImageSearch,
+    responses=errors(400, 413, 415),
+)
 async def search_by_image(
     state: State,
     file: UploadFile = File(..., description=UPLOAD_DOC),
@@ -54,9 +61,11 @@ async def search_by_image(
 
 
 @router.get(
-    "/api/search-by-text", summary="References matching a text (CLIP indexes)", response_model=TextSearch,
+    "/api/search-by-text",
+    summary="References matching a text (CLIP indexes)",
+    response_model=TextSearch,
     responses=errors(400),
-)  # fmt: skip
+)
 async def search_by_text(
     state: State,
     query: str = Query(..., min_length=1, max_length=500, description="What the cover shows, in words."),
@@ -76,7 +85,7 @@ async def search_by_text(
     return {"query": query, "k": k, "results": _hits(state, store, hits), "took_ms": took}
 
 
-def _hits(state: ServerState, store: "IndexStore", hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _hits(state: ServerState, store: IndexStore, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for h in hits:
         i = store.index_of(h["id"])
