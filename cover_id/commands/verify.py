@@ -95,14 +95,10 @@ def print_report(console: Any, r: dict[str, Any]) -> None:
         rows = cp.get(key) or []
         if rows:
             t = Table(title=title, title_justify="left")
-            for c, j in (
-                ("reference", "left"),
-                ("looks like", "left"),
-                ("cosine", "right"),
-                ("geom", "right"),
-                ("inliers", "right"),
-            ):
-                t.add_column(c, justify=j)  # type: ignore[arg-type]
+            t.add_column("reference")
+            t.add_column("looks like")
+            for c in ("cosine", "geom", "inliers"):
+                t.add_column(c, justify="right")
             for p in rows:
                 t.add_row(
                     _name(p["a"]), _name(p["b"]), f"{p['cosine']:.3f}", f"{p['geom_score']:.3f}", str(p["inliers"])

@@ -46,7 +46,7 @@ def calibrate(
         raise CoverIdError("calibration needs labelled photos (--queries truth.csv)")
     if not 0.0 <= target_far < 1.0:
         raise CoverIdError(f"--target-far must be in [0, 1), not {target_far}")
-    open_th = replace(base, **{k: 0.0 for k in ("accept_score", "review_score") if hasattr(base, k)})
+    open_th = replace(base, accept_score=0.0, review_score=0.0)
     negatives: list[float] = []  # scores of wrong references that only the score threshold stops
     all_wrong: list[float] = []
     for p in probes:
@@ -64,9 +64,9 @@ def calibrate(
     negatives.sort(reverse=True)
     worst = negatives[allowed] if allowed < len(negatives) else 0.0
     accept = worst + max(SAFETY_ABS, SAFETY_REL * worst)
-    floor = 0.5 * float(getattr(type(base)(), "accept_score", 0.0) or 0.0)
-    accept = min(1.0, max(accept, floor))
-    review_floor = 0.5 * float(getattr(type(base)(), "review_score", 0.0) or 0.0)
+    defaults = type(base)()  # the built-in thresholds: calibration never goes below half of them
+    accept = min(1.0, max(accept, 0.5 * defaults.accept_score))
+    review_floor = 0.5 * defaults.review_score
     q = float(np.quantile(all_wrong, REVIEW_NEG_QUANTILE)) if all_wrong else 0.0
     review = min(accept, max(review_floor, q + SAFETY_ABS))
     chosen = replace(base, accept_score=round(accept, 4), review_score=round(review, 4))

@@ -102,6 +102,11 @@ class ServerState:
         return {**self.public(store.records[i]), **(extra or {}), "image_url": image_url(store, i)}
 
 
+def text_search_available(identifier: Identifier) -> bool:
+    """Whether the index's encoder can embed text (clip has a text tower, local has none)."""
+    return callable(getattr(identifier.encoder, "encode_text", None))
+
+
 def get_state(request: Request) -> ServerState:
     """The dependency every route uses to reach the shared state."""
     state: ServerState = request.app.state.cover

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 
 from cover_id.server.guards import UPLOAD_DOC, read_upload, require_multipart
 from cover_id.server.schemas import IdentifyResult, ImageSearch, TextSearch, errors
-from cover_id.server.state import ServerState, get_state, image_url
+from cover_id.server.state import ServerState, get_state, image_url, text_search_available
 
 if TYPE_CHECKING:
     from cover_id.index_store import IndexStore
@@ -72,7 +72,7 @@ async def search_by_text(
     k: int = Query(10, ge=1, le=50, description="How many references (1-50)."),
 ) -> Any:
     ident = state.identifier
-    if not hasattr(ident.encoder, "encode_text"):
+    if not text_search_available(ident):
         raise HTTPException(
             400,
             f"text search is not available: this index's encoder '{ident.encoder.name}' has no text tower "

@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 
 from cover_id import __version__
 from cover_id.server.schemas import Health, errors
-from cover_id.server.state import ServerState, get_state, strip_paths
+from cover_id.server.state import ServerState, get_state, strip_paths, text_search_available
 
 router = APIRouter(tags=["service"])
 State = Annotated[ServerState, Depends(get_state)]
@@ -28,7 +28,7 @@ async def health(state: State) -> Health:
             "version": __version__,
             "index": {"size": store.size, "updated": store.manifest.get("updated")},
             "encoder": {"name": ident.encoder.name, "spec": strip_paths(store.encoder_spec)},
-            "text_search": hasattr(ident.encoder, "encode_text"),
+            "text_search": text_search_available(ident),
             "projection": strip_paths(store.manifest.get("projection")),
             "calibration": {
                 "source": ident.threshold_source(),
