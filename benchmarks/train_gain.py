@@ -69,7 +69,7 @@ def main() -> None:
 
     from cover_id.indexer import build_index
     from cover_id.runtime import set_threads
-    from cover_id.train import TrainConfig, train
+    from cover_id.training import TrainConfig, train
 
     set_threads(args.threads)
     settings = {"threads": args.threads}
