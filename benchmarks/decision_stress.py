@@ -2,7 +2,7 @@
 
 Queries (none of them the 100 tuning photos as taken):
 
-* synthetic phone photos (``verify.photo_view``) of covers sampled from all
+* synthetic phone photos (``evaluate.photos.photo_view``) of covers sampled from all
   358 references + distractors, at two strengths;
 * real photos degraded: downscaled to 640 px, JPEG quality 10, Gaussian blur,
   darkened and noisy, a third of the frame cut away.
@@ -70,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     from cover_id.pipeline import Identifier
     from cover_id.rerankers.geometric import GeometricReranker
-    from cover_id.verify import _reference_image, photo_view
+    from cover_id.evaluate.photos import photo_view, reference_image
 
     ident = Identifier.from_index(dvd_index("local"), {"threads": args.threads})
     store = ident.store
@@ -80,7 +80,7 @@ def main() -> None:
     n_pick = min(args.synth + args.hard, store.size)
     for k, i in enumerate(rng.choice(store.size, size=n_pick, replace=False)):
         strength = 1.0 if k < args.synth else 1.6
-        ref = _reference_image(store, int(i))
+        ref = reference_image(store, int(i))
         if ref is None:
             continue
         path = tmp / f"synth_{k}.jpg"

@@ -37,7 +37,9 @@ def _refs_folder(work: Path) -> Path:
 
 def _evaluate(index: Path, settings: dict) -> dict:
     from cover_id.pipeline import Identifier
-    from cover_id.verify import Prober, distribution, label_photos, read_truth, summarize_probes
+    from cover_id.evaluate.labelled import label_photos, read_truth
+    from cover_id.evaluate.probe import Prober
+    from cover_id.evaluate.stats import distribution, summarize_probes
 
     ident = Identifier.from_index(index, settings)
     truth = read_truth(DATA / "truth.csv", ident.store)
@@ -67,7 +69,7 @@ def main() -> None:
 
     from cover_id.indexer import build_index
     from cover_id.runtime import set_threads
-    from cover_id.train import TrainConfig, train
+    from cover_id.training import TrainConfig, train
 
     set_threads(args.threads)
     settings = {"threads": args.threads}

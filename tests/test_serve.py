@@ -9,17 +9,17 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from tests.conftest import write_covers  # noqa: E402
+from tests.conftest import write_covers
 
 KEY = "s3cret-key"
 N_COVERS = 8
@@ -55,12 +55,22 @@ def build_world(root: Path, n: int = N_COVERS, settings: dict | None = None) -> 
 
     write_covers(root / "refs", n)
     with open(root / "catalog.jsonl", "w") as f:
-        for i in range(n):
-            f.write(json.dumps({
-                "id": f"cover-{i:03d}", "name": f"Film number {i}", "local_filename": f"refs/cover_{i:03d}.jpg",
-                "year": 1990 + i, "genre": GENRES[i % len(GENRES)],
-            }) + "\n")  # fmt: skip
-    build_index(root / "idx", metadata=root / "catalog.jsonl", settings=settings or {"encoder": "local"}, show_progress=False)
+        f.writelines(
+            json.dumps(
+                {
+                    "id": f"cover-{i:03d}",
+                    "name": f"Film number {i}",
+                    "local_filename": f"refs/cover_{i:03d}.jpg",
+                    "year": 1990 + i,
+                    "genre": GENRES[i % len(GENRES)],
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    build_index(
+        root / "idx", metadata=root / "catalog.jsonl", settings=settings or {"encoder": "local"}, show_progress=False
+    )
     photo, corners = scene_jpeg(2, 10)
     (root / "photo_2.jpg").write_bytes(photo)
     return {"root": root, "index": root / "idx", "photo": photo, "photo_path": root / "photo_2.jpg", "corners": corners}
@@ -75,7 +85,7 @@ def serve(index: Path, settings: dict) -> SimpleNamespace:
     return SimpleNamespace(url=srv.url, ident=ident, server=srv, client=httpx.Client(base_url=srv.url, timeout=60))
 
 
-def detail(r: "httpx.Response") -> str:
+def detail(r: httpx.Response) -> str:
     body = r.json()
     assert isinstance(body.get("detail"), str) and body["detail"], body
     return body["detail"]
@@ -132,8 +142,16 @@ def test_docs_openapi_and_web_page(srv: SimpleNamespace) -> None:
     if js.startswith("/"):  # served by us (offline bundle installed): it must load
         assert srv.client.get(js).status_code == 200
     paths = srv.client.get("/openapi.json").json()["paths"]
-    for p in ["/health", "/api/identify", "/api/search-by-image", "/api/search-by-text", "/api/refs",
-              "/api/refs/{ref_id}", "/api/refs/{ref_id}/image", "/api/stats"]:  # fmt: skip
+    for p in [
+        "/health",
+        "/api/identify",
+        "/api/search-by-image",
+        "/api/search-by-text",
+        "/api/refs",
+        "/api/refs/{ref_id}",
+        "/api/refs/{ref_id}/image",
+        "/api/stats",
+    ]:
         assert p in paths
     assert {"post", "get"} <= set(paths["/api/refs"]) and "delete" in paths["/api/refs/{ref_id}"]
     page = srv.client.get("/")
@@ -190,7 +208,12 @@ def test_search_by_text_with_clip(tmp_path: Path) -> None:
     from cover_id.indexer import build_index
 
     write_covers(tmp_path / "refs", 3)
-    build_index(tmp_path / "idx", refs=tmp_path / "refs", settings={"encoder": "clip", "pretrained": "none"}, show_progress=False)
+    build_index(
+        tmp_path / "idx",
+        refs=tmp_path / "refs",
+        settings={"encoder": "clip", "pretrained": "none"},
+        show_progress=False,
+    )
     # Re-creating the encoder from its spec skips None params (and would ask for the default weights):
     # spell the random-weights choice out so the server loads the same encoder offline.
     manifest = tmp_path / "idx" / "manifest.json"
@@ -274,8 +297,10 @@ def test_bad_uploads_get_clear_errors(srv: SimpleNamespace, world: dict, path: s
 
 def test_streamed_upload_over_the_limit_is_refused(srv: SimpleNamespace) -> None:
     boundary = "cover-id-test-boundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
     chunks = [head] + [os.urandom(256 * 1024) for _ in range(8)] + [f"\r\n--{boundary}--\r\n".encode()]
     r = srv.client.post(
         "/api/identify", content=iter(chunks), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -284,7 +309,8 @@ def test_streamed_upload_over_the_limit_is_refused(srv: SimpleNamespace) -> None
 
 
 @pytest.mark.parametrize(
-    "query", ["k=0", "k=51", "k=ten", "k=-3"],
+    "query",
+    ["k=0", "k=51", "k=ten", "k=-3"],
 )
 def test_bad_k_is_422(srv: SimpleNamespace, query: str) -> None:
     r = srv.client.post(f"/api/search-by-image?{query}", files=jpeg(cover_jpeg(1)))
@@ -328,7 +354,9 @@ def test_add_identify_delete_round_trip_is_persisted(writable: SimpleNamespace, 
 
     c, auth = writable.client, {"X-API-Key": KEY}
     meta = {"year": 2005, "genre": "western", "tags": ["dusty", "classic"]}
-    r = c.post("/api/refs", files=jpeg(cover_jpeg(40), "the_long_ride.jpg"), data={"metadata": json.dumps(meta)}, headers=auth)
+    r = c.post(
+        "/api/refs", files=jpeg(cover_jpeg(40), "the_long_ride.jpg"), data={"metadata": json.dumps(meta)}, headers=auth
+    )
     assert r.status_code == 201, r.text
     rec = r.json()
     assert rec["id"] == "the-long-ride" and rec["name"] == "The Long Ride" and rec["genre"] == "western"
@@ -383,13 +411,19 @@ def test_add_identify_delete_round_trip_is_persisted(writable: SimpleNamespace, 
 
 
 def test_cors_origins_are_configurable(writable: SimpleNamespace, srv: SimpleNamespace) -> None:
-    pre = {"Origin": "http://cards.example", "Access-Control-Request-Method": "POST",
-           "Access-Control-Request-Headers": "X-API-Key"}  # fmt: skip
+    pre = {
+        "Origin": "http://cards.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-API-Key",
+    }
     r = writable.client.options("/api/refs", headers=pre)
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://cards.example"
     r = writable.client.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in r.headers
-    assert "access-control-allow-origin" not in srv.client.get("/health", headers={"Origin": "http://cards.example"}).headers
+    assert (
+        "access-control-allow-origin"
+        not in srv.client.get("/health", headers={"Origin": "http://cards.example"}).headers
+    )
 
 
 def test_concurrent_identify_while_the_collection_changes(writable: SimpleNamespace) -> None:
@@ -420,8 +454,12 @@ def test_concurrent_identify_while_the_collection_changes(writable: SimpleNamesp
     def writer(ids: list[str]) -> None:
         with httpx.Client(base_url=url, timeout=120) as c:
             for j, ref_id in enumerate(ids):
-                r = c.post("/api/refs", files=jpeg(cover_jpeg(200 + int(ref_id[-1]))),
-                           data={"name": ref_id, "id": ref_id}, headers=auth)  # fmt: skip
+                r = c.post(
+                    "/api/refs",
+                    files=jpeg(cover_jpeg(200 + int(ref_id[-1]))),
+                    data={"name": ref_id, "id": ref_id},
+                    headers=auth,
+                )
                 if r.status_code != 201:
                     problems.append(f"add {ref_id}: {r.status_code} {r.text[:200]}")
             for ref_id in ids:
@@ -464,10 +502,26 @@ def test_serve_command_starts_and_answers(world: dict, tmp_path: Path) -> None:
     shutil.copytree(world["index"], index)
     env = {**os.environ, "COVER_ID_MAX_UPLOAD_MB": "2"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cover_id", "serve", "--index", str(index), "--port", "0", "--workers", "2",
-         "--api-key", "k1", "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cover_id",
+            "serve",
+            "--index",
+            str(index),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--api-key",
+            "k1",
+            "--log-level",
+            "warning",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line, deadline = "", time.monotonic() + 90
         while "http://" not in line and time.monotonic() < deadline:
@@ -509,3 +563,94 @@ def test_serve_help_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "--api-key" in out.stdout and "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+# ---- nothing of the server leaks into answers ----------------------------------------------------
+def _absolute_paths(value: object) -> list[str]:
+    """Every string inside a JSON value that is an absolute path on the server (API URLs aside)."""
+    if isinstance(value, str):
+        server_path = Path(value).is_absolute() and not value.startswith("/api/")
+        return [value] if server_path or re.match(r"^[A-Za-z]:[\\/]", value) else []
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _absolute_paths(v)]
+    return []
+
+
+def test_health_names_no_server_path(srv: SimpleNamespace, world: dict) -> None:
+    r = srv.client.get("/health")
+    assert r.status_code == 200 and str(world["root"]) not in r.text
+    assert not _absolute_paths(r.json()) and "path" not in r.json()["index"]
+    stats = srv.client.get("/api/stats")
+    assert stats.status_code == 200 and str(world["root"]) not in stats.text
+
+
+def test_added_references_are_reported_relative_to_the_collection(writable: SimpleNamespace) -> None:
+    c, auth = writable.client, {"X-API-Key": KEY}
+    root = str(writable.index.parent)
+    r = c.post("/api/refs", files=jpeg(cover_jpeg(40), "the_long_ride.jpg"), headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["filename"] == "idx.added/the-long-ride.jpg" and root not in r.text
+    for answer in (
+        c.get("/api/refs/the-long-ride"),
+        c.get("/api/refs", params={"q": "long ride"}),
+        c.post("/api/identify", files=jpeg(scene_jpeg(40, 21)[0])),
+        c.post("/api/search-by-image", files=jpeg(scene_jpeg(40, 21)[0])),
+    ):
+        assert answer.status_code == 200, answer.text
+        assert root not in answer.text and not _absolute_paths(answer.json()), answer.text
+    assert c.post("/api/identify", files=jpeg(scene_jpeg(40, 21)[0])).json()["match"]["filename"] == (
+        "idx.added/the-long-ride.jpg"
+    )
+    # an unreadable image on the server: a clear 400 that names the file, not where it lives
+    (writable.index.parent / "idx.added" / "the-long-ride.jpg").write_bytes(b"not a jpeg any more")
+    r = c.get("/api/refs/the-long-ride/image", params={"size": 64, "v": "x"})
+    assert r.status_code == 400 and "the-long-ride.jpg" in detail(r) and root not in detail(r)
+    r = c.delete("/api/refs/the-long-ride", headers=auth)
+    assert r.status_code == 200 and r.json()["deleted"]["filename"] == "idx.added/the-long-ride.jpg"
+
+
+def test_the_key_is_checked_before_the_upload_is_parsed(srv: SimpleNamespace) -> None:
+    broken = {"Content-Type": "multipart/form-data"}  # no boundary: the form cannot be parsed
+    body = b"--xyz\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\nno end boundary"
+    r = srv.client.post("/api/refs", content=body, headers=broken)
+    assert r.status_code == 401 and "API key" in detail(r)
+    r = srv.client.post("/api/refs", content=body, headers={**broken, "X-API-Key": "wrong"})
+    assert r.status_code == 401 and "wrong" in detail(r)
+    r = srv.client.post("/api/refs", content=body, headers={**broken, "X-API-Key": KEY})
+    assert 400 <= r.status_code < 500 and r.status_code != 401, r.text  # past the key: the body's own error
+
+
+def test_internal_errors_say_nothing_more(world: dict) -> None:
+    from cover_id.pipeline import Identifier
+    from cover_id.server import create_app, start_in_thread
+
+    app = create_app(Identifier.from_index(world["index"], {"threads": 1}), world["index"], {})
+
+    def boom() -> None:
+        raise RuntimeError(f"secret state in {world['root']}/idx/manifest.json")
+
+    app.add_api_route("/boom", boom)  # a real route on the real app that fails the way a bug would
+    s = start_in_thread(app)
+    try:
+        r = httpx.get(s.url + "/boom", timeout=30)
+        assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+        assert "RuntimeError" not in r.text and "secret" not in r.text
+    finally:
+        s.stop()
+
+
+def test_every_endpoint_documents_its_response(srv: SimpleNamespace) -> None:
+    spec = srv.client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("201")
+            assert ok, (method, path)
+            if path.endswith("/image"):
+                assert "image/jpeg" in ok["content"]
+                continue
+            schema = ok["content"]["application/json"]["schema"]
+            assert "$ref" in schema, (method, path, schema)  # a named pydantic model, not a bare object
+            assert op["responses"]["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert {"Health", "IdentifyResult", "ReferencePage", "Stats", "ErrorBody"} <= set(spec["components"]["schemas"])

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cover_id.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
+from cover_id.evaluate.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
 
 cv2.setNumThreads(1)
 
@@ -51,9 +51,7 @@ def test_place_in_scene_corners_match_content() -> None:
     assert np.array_equal(scene, scene2) and np.array_equal(corners, corners2)
 
 
-@pytest.mark.parametrize(
-    "options", [AugmentOptions.photo(), AugmentOptions.train(), AugmentOptions.none()]
-)
+@pytest.mark.parametrize("options", [AugmentOptions.photo(), AugmentOptions.train(), AugmentOptions.none()])
 def test_augment_keeps_shape_and_dtype(options: AugmentOptions) -> None:
     image = cv2.resize(make_cover(2), (500, 500))
     for seed in range(5):

@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from cover_id.errors import CoverIdError
-from cover_id.train import Bank, KMSampler, TrainConfig, make_head, retrieval_margins, supcon_loss, train_on_bank
+from cover_id.training.bank import Bank
+from cover_id.training.fit import TrainConfig, retrieval_margins, train_on_bank
+from cover_id.training.head import make_head
+from cover_id.training.loss import supcon_loss
+from cover_id.training.sampler import KMSampler
 
 torch.set_num_threads(2)
 
@@ -118,7 +122,7 @@ def test_head_starts_as_identity_and_numpy_matches_torch() -> None:
     x = torch.nn.functional.normalize(torch.randn(5, 16), dim=1)
     assert torch.allclose(head(x), x, atol=1e-6)
     torch.nn.init.normal_(head.l2.weight)
-    from cover_id.train import head_to_projection
+    from cover_id.training.head import head_to_projection
 
     proj = head_to_projection(head, {"name": "x"}, {})
     assert np.allclose(proj.apply(x.numpy()), head(x).detach().numpy(), atol=1e-5)
@@ -140,7 +144,7 @@ def test_training_widens_held_out_margins_and_is_deterministic() -> None:
 
 
 def test_ctrl_c_keeps_a_usable_head(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cover_id.train as tr
+    import cover_id.training.fit as tr
 
     calls = {"n": 0}
     real = tr.supcon_loss
@@ -166,11 +170,11 @@ SMALL = TrainConfig(epochs=3, views=2, holdout=1, k=4, m=2, hidden=32, seed=0)
 def test_train_from_refs_then_index_uses_the_head(covers: Path, tmp_path: Path) -> None:
     from cover_id.index_store import IndexStore
     from cover_id.indexer import build_index
-    from cover_id.projection import load_projection
-    from cover_id.train import train
+    from cover_id.training import train
+    from cover_id.training.projection import load_projection
     from tests.conftest import write_covers
 
-    head = tmp_path / "head.pt"
+    head = tmp_path / "head.npz"
     res = train(head, refs=covers, cfg=SMALL, settings={"encoder": "local", "threads": 2})
     proj = load_projection(head)
     assert proj.encoder["name"] == "local" and proj.in_dim == proj.out_dim == proj.encoder["dim"]
@@ -183,7 +187,9 @@ def test_train_from_refs_then_index_uses_the_head(covers: Path, tmp_path: Path) 
     other = tmp_path / "other"
     write_covers(other, 5, start=20)
     with pytest.raises(CoverIdError, match="projection head was trained for"):
-        build_index(tmp_path / "idx2", refs=other, settings={"encoder": "local"}, projection_path=head, show_progress=False)
+        build_index(
+            tmp_path / "idx2", refs=other, settings={"encoder": "local"}, projection_path=head, show_progress=False
+        )
 
 
 def test_train_cli_on_an_index_reprojects_without_reembedding(covers: Path, tmp_path: Path) -> None:
@@ -195,17 +201,40 @@ def test_train_cli_on_an_index_reprojects_without_reembedding(covers: Path, tmp_
 
     idx = tmp_path / "idx"
     build_index(idx, refs=covers, settings={"encoder": "local"}, show_progress=False)
-    head = tmp_path / "head.pt"
+    head = tmp_path / "head.pt"  # the name earlier versions suggested: still written and read as .npz
     out = subprocess.run(
-        [sys.executable, "-m", "cover_id", "train", "--index", str(idx), "--out", str(head), "--epochs", "2",
-         "--bank-views", "2", "--holdout", "1", "--hidden", "32", "--threads", "2", "-q"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cover_id",
+            "train",
+            "--index",
+            str(idx),
+            "--out",
+            str(head),
+            "--epochs",
+            "2",
+            "--bank-views",
+            "2",
+            "--holdout",
+            "1",
+            "--hidden",
+            "32",
+            "--threads",
+            "2",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "before (encoder)" in out.stdout and "after (head)" in out.stdout and "--projection" in out.stdout
     report = build_index(idx, refs=covers, settings={"encoder": "local"}, projection_path=head, show_progress=False)
     assert report.embedded == 0 and report.reused == 6
     store = IndexStore.open(idx)
     assert np.allclose(store.embeddings, store.projection.apply(store.raw_embeddings), atol=1e-5)
-    bad = subprocess.run([sys.executable, "-m", "cover_id", "train", "--out", str(head)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cover_id", "train", "--out", str(head)], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "--refs" in bad.stderr and "Traceback" not in bad.stderr

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from cover_id.errors import CoverIdError
+from cover_id.evaluate.calibrate import calibrate
+from cover_id.evaluate.labelled import read_truth
+from cover_id.evaluate.photos import photo_view
+from cover_id.evaluate.probe import Probe
+from cover_id.evaluate.report import VerifyRun, run_verify
+from cover_id.evaluate.synth import make_cover
 from cover_id.index_store import IndexStore
 from cover_id.indexer import build_index
 from cover_id.pipeline import Identifier
-from cover_id.synth import make_cover
-from cover_id.verify import Probe, calibrate, photo_view, read_truth, run_verify
 from tests.conftest import write_covers
 
 N_COVERS = 8
@@ -92,12 +96,42 @@ def test_calibration_sits_above_the_best_wrong_candidates() -> None:
     assert loose["accept_score"] < cal["accept_score"]
 
 
+def test_failures_list_every_photo_not_accepted_correctly(world: dict) -> None:
+    from cover_id.evaluate.stats import failures
+
+    store = IndexStore.open(world["index"])
+    wrong = _probe(0, {1: 0.8, 0: 0.4})  # the wrong reference on top, accepted
+    absent = _probe(None, {2: 0.7})  # not in the collection, accepted
+    right = _probe(3, {3: 0.9, 4: 0.1})  # accepted and correct: not a failure
+    unsure = _probe(5, {5: 0.3, 6: 0.2})
+    unsure.result["decision"] = "review"
+    got = failures([wrong, absent, right, unsure], store)
+    assert [f["reason"] for f in got] == [
+        "wrong reference accepted",
+        "accepted although not in the collection",
+        "right reference, not confident",
+    ]
+    assert {"reason", "best_wrong_ref"} <= set(got[0])
+    assert got[0]["best_wrong_ref"]["id"] == "cover-001" and got[0]["truth_ref"]["id"] == "cover-000"
+    assert got[1]["truth_ref"] is None and got[2]["best_wrong_ref"]["id"] == "cover-006"
+
+
 @pytest.fixture(scope="module")
-def verified(world: dict) -> dict:
+def verify_run(world: dict) -> VerifyRun:
     return run_verify(
-        world["index"], queries=world["csv"], samples=0, views=1, seed=0, do_calibrate=True,
-        settings={"threads": 2}, keep_probes=True,
-    )  # fmt: skip
+        world["index"],
+        queries=world["csv"],
+        samples=0,
+        views=1,
+        seed=0,
+        do_calibrate=True,
+        settings={"threads": 2},
+    )
+
+
+@pytest.fixture(scope="module")
+def verified(verify_run: VerifyRun) -> dict:
+    return verify_run.report
 
 
 def test_self_test_margins_and_pairs(verified: dict) -> None:
@@ -116,7 +150,12 @@ def test_labelled_photos_and_calibration_round_trip(world: dict, verified: dict)
     ph = verified["photos"]
     assert (ph["n"], ph["n_in_collection"], ph["n_absent"]) == (8, 6, 2)
     assert ph["top1"] >= 0.8 and ph["top5"] >= ph["top1"] and ph["false_accept_rate"] == 0
-    assert {"reason", "best_wrong_ref"} <= set((ph["failures"] or [{"reason": 0, "best_wrong_ref": 0}])[0])
+    # every photo not accepted correctly (or, if absent, accepted) is listed, with its reason and best wrong match
+    expected = round(ph["n_in_collection"] * (1 - ph["accepted_correct"])) + round(
+        ph["n_absent"] * ph.get("absent_accepted", 0)
+    )
+    assert len(ph["failures"]) == expected
+    assert all({"reason", "best_wrong_ref", "truth_ref"} <= set(f) for f in ph["failures"])
     cal = verified["calibration"]
     stored = IndexStore.open(world["index"]).manifest["calibration"]
     assert stored["accept_score"] == cal["accept_score"] and stored["review_score"] == cal["review_score"]
@@ -125,17 +164,18 @@ def test_labelled_photos_and_calibration_round_trip(world: dict, verified: dict)
     ident = Identifier.from_index(world["index"], {"threads": 2})
     assert ident.threshold_source() == "calibration"
     assert ident.thresholds.accept_score == cal["accept_score"]
-    json.dumps({k: v for k, v in verified.items() if not k.startswith("_")})  # JSON-able
+    json.dumps(verified)  # JSON-able: no private objects inside
+    assert not [k for k in verified if k.startswith("_")]
 
 
-def test_html_report_is_self_contained(world: dict, verified: dict, tmp_path: Path) -> None:
-    from cover_id.report_html import write_report
+def test_html_report_is_self_contained(world: dict, verify_run: VerifyRun, tmp_path: Path) -> None:
+    from cover_id.evaluate.html import write_report
 
     out = tmp_path / "r.html"
-    write_report(out, verified, verified["_store"], verified["_probes"])
+    write_report(out, verify_run.report, verify_run.store, verify_run.probes)
     page = out.read_text()
     assert page.count("<svg") >= 3 and "data:image/jpeg;base64," in page
-    assert "src=\"http" not in page and "<script" not in page and "<link" not in page
+    assert 'src="http' not in page and "<script" not in page and "<link" not in page
     assert "Confusable pairs" in page and "Worst confusions" in page
 
 

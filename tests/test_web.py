@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 
@@ -21,11 +21,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # a fake camera (a moving test pattern) and no permission prompt, for the webcam path
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-]  # fmt: skip
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 KEY = "web-key"
 
 
@@ -63,7 +70,9 @@ def site(tmp_path_factory) -> Iterator[SimpleNamespace]:
 def _upload_and_wait(page, photo: Path) -> None:
     page.set_input_files("#file", str(photo))
     page.wait_for_function("document.getElementById('decision').textContent.length > 0", timeout=60_000)
-    page.wait_for_function("document.getElementById('ref-image').complete && document.getElementById('ref-image').naturalWidth > 0")
+    page.wait_for_function(
+        "document.getElementById('ref-image').complete && document.getElementById('ref-image').naturalWidth > 0"
+    )
 
 
 def _points(page, selector: str) -> list[list[float]]:
@@ -107,7 +116,9 @@ def test_identify_a_photo_shows_match_and_outline(browser, site: SimpleNamespace
 
 
 def test_phone_sized_screen(browser, site: SimpleNamespace, tmp_path: Path) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
     page = context.new_page()
     page.goto(site.url)
     _upload_and_wait(page, site.world["photo_path"])

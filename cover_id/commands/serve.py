@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,21 +14,22 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 @app.command()
 def serve(
     index: Path = typer.Option(..., "--index", "-i", help="Index folder from `cover-id index`."),
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8500; 0 picks a free one)."),
-    workers: Optional[int] = typer.Option(
-        None, "--workers",
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default 8500; 0 picks a free one)."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
         help="Photos processed at the same time (default 1). One process shares one index between "
         "that many threads, so collection changes are seen by all of them.",
-    ),  # fmt: skip
-    api_key: Optional[str] = typer.Option(
+    ),
+    api_key: str | None = typer.Option(
         None, "--api-key", help="Key required by the write endpoints (or COVER_ID_API_KEY)."
     ),
-    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest accepted upload (default 10)."),
-    cors_origin: Optional[list[str]] = typer.Option(
+    max_upload_mb: float | None = typer.Option(None, "--max-upload-mb", help="Largest accepted upload (default 10)."),
+    cors_origin: list[str] | None = typer.Option(
         None, "--cors-origin", help="Allow browser pages from this origin (repeatable; '*' for any)."
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per photo (default: cores / workers)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads per photo (default: cores / workers)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve the identify API, collection browsing/editing and the web page."""
@@ -38,10 +38,17 @@ def serve(
     from cover_id.config import load_settings
     from cover_id.errors import CoverIdError
 
-    settings = load_settings({
-        "host": host, "port": port, "workers": workers, "api_key": api_key,
-        "max_upload_mb": max_upload_mb, "cors_origins": cors_origin or None, "threads": threads,
-    })  # fmt: skip
+    settings = load_settings(
+        {
+            "host": host,
+            "port": port,
+            "workers": workers,
+            "api_key": api_key,
+            "max_upload_mb": max_upload_mb,
+            "cors_origins": cors_origin or None,
+            "threads": threads,
+        }
+    )
     try:
         n_workers = int(settings["workers"])
         port_n = int(settings["port"])
@@ -80,8 +87,6 @@ def serve(
         err=True,
     )
     if not settings.get("api_key") and str(settings["host"]) not in LOOPBACK:
-        typer.echo(
-            "warning: no --api-key: anyone who can reach this address can add and delete references", err=True
-        )
+        typer.echo("warning: no --api-key: anyone who can reach this address can add and delete references", err=True)
     config = uvicorn.Config(application, log_level=log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -31,10 +31,36 @@ def print_report(console: Any, r: dict[str, Any]) -> None:
     )
     st = r["self_test"]
     if st.get("n"):
-        t = Table(title=f"self-test: {st['n']} synthetic phone photos of {st['references_tested']} references", title_justify="left")
-        for c in ("top-1", "top-5", "embedding top-1", "in candidates", "accepted & correct", "accepted wrong", "review", "rejected"):
+        t = Table(
+            title=f"self-test: {st['n']} synthetic phone photos of {st['references_tested']} references",
+            title_justify="left",
+        )
+        for c in (
+            "top-1",
+            "top-5",
+            "embedding top-1",
+            "in candidates",
+            "accepted & correct",
+            "accepted wrong",
+            "review",
+            "rejected",
+        ):
             t.add_column(c, justify="right")
-        t.add_row(*[_pct(st[k]) for k in ("top1", "top5", "embedding_top1", "embedding_recall_at_k", "accepted_correct", "accepted_wrong", "review", "rejected")])
+        t.add_row(
+            *[
+                _pct(st[k])
+                for k in (
+                    "top1",
+                    "top5",
+                    "embedding_top1",
+                    "embedding_recall_at_k",
+                    "accepted_correct",
+                    "accepted_wrong",
+                    "review",
+                    "rejected",
+                )
+            ]
+        )
         console.print(t)
     mg = r["margins"]
     t = Table(title="margins: correct score - best wrong score (self-test)", title_justify="left")
@@ -62,20 +88,38 @@ def print_report(console: Any, r: dict[str, Any]) -> None:
                     highlight=False,
                 )
     cp = r["confusable_pairs"]
-    for key, title in (("by_geometry", "confusable pairs (geometric)"), ("by_embedding", "confusable pairs (embedding)")):
+    for key, title in (
+        ("by_geometry", "confusable pairs (geometric)"),
+        ("by_embedding", "confusable pairs (embedding)"),
+    ):
         rows = cp.get(key) or []
         if rows:
             t = Table(title=title, title_justify="left")
-            for c, j in (("reference", "left"), ("looks like", "left"), ("cosine", "right"), ("geom", "right"), ("inliers", "right")):
-                t.add_column(c, justify=j)  # type: ignore[arg-type]
+            t.add_column("reference")
+            t.add_column("looks like")
+            for c in ("cosine", "geom", "inliers"):
+                t.add_column(c, justify="right")
             for p in rows:
-                t.add_row(_name(p["a"]), _name(p["b"]), f"{p['cosine']:.3f}", f"{p['geom_score']:.3f}", str(p["inliers"]))
+                t.add_row(
+                    _name(p["a"]), _name(p["b"]), f"{p['cosine']:.3f}", f"{p['geom_score']:.3f}", str(p["inliers"])
+                )
             console.print(t)
     ph = r.get("photos")
     if ph:
-        t = Table(title=f"labelled photos: {ph['n']} ({ph['n_in_collection']} in the collection, {ph['n_absent']} absent)", title_justify="left")
+        t = Table(
+            title=f"labelled photos: {ph['n']} ({ph['n_in_collection']} in the collection, {ph['n_absent']} absent)",
+            title_justify="left",
+        )
         cols = ["top-1", "top-5", "embedding top-1", "accepted & correct", "review", "rejected", "false accepts"]
-        vals = [ph["top1"], ph["top5"], ph["embedding_top1"], ph["accepted_correct"], ph["review"], ph["rejected"], ph["false_accept_rate"]]
+        vals = [
+            ph["top1"],
+            ph["top5"],
+            ph["embedding_top1"],
+            ph["accepted_correct"],
+            ph["review"],
+            ph["rejected"],
+            ph["false_accept_rate"],
+        ]
         if "absent_rejected" in ph:
             cols.append("absent rejected")
             vals.append(ph["absent_rejected"])
@@ -115,18 +159,24 @@ def print_report(console: Any, r: dict[str, Any]) -> None:
 @app.command()
 def verify(
     index: Path = typer.Option(..., "--index", "-i", help="Index folder from `cover-id index`."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="CSV photo,reference of labelled photos (empty reference: not in the collection)."),
-    calibrate: bool = typer.Option(False, "--calibrate", help="Pick accept/review thresholds from --queries and store them in the index."),
+    queries: Path | None = typer.Option(
+        None, "--queries", help="CSV photo,reference of labelled photos (empty reference: not in the collection)."
+    ),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Pick accept/review thresholds from --queries and store them in the index."
+    ),
     target_far: float = typer.Option(0.0, "--target-far", help="False-accept rate --calibrate aims for."),
     samples: int = typer.Option(200, "--samples", "--limit", help="References in the self-test (0: all, -1: skip it)."),
     views: int = typer.Option(1, "--views", help="Synthetic photos per tested reference."),
-    strength: float = typer.Option(1.0, "--strength", help="How hard the synthetic photos are (0.5 easy, 1 typical, 1.5 harsh)."),
+    strength: float = typer.Option(
+        1.0, "--strength", help="How hard the synthetic photos are (0.5 easy, 1 typical, 1.5 harsh)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed for sampling and synthetic photos."),
     pairs: int = typer.Option(10, "--pairs", help="Confusable pairs to list."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Candidates retrieved per variant."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Candidates retrieved per variant."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
 ) -> None:
     """Self-test under photo conditions, confusable pairs, margins, labelled photos, calibration."""
     import json
@@ -136,21 +186,29 @@ def verify(
 
     from cover_id.config import load_settings
     from cover_id.errors import CoverIdError
-    from cover_id.verify import run_verify
+    from cover_id.evaluate.report import run_verify
 
     if views < 1:
         raise CoverIdError("--views must be at least 1")
     settings = load_settings({"top_k": top_k, "threads": threads})
-    r = run_verify(
-        index, queries=queries, samples=samples, views=views, seed=seed, strength=strength,
-        do_calibrate=calibrate, target_far=target_far, settings=settings,
-        show_progress=not as_json and sys.stderr.isatty(), pairs=pairs, keep_probes=report is not None,
-    )  # fmt: skip
-    probes, store = r.pop("_probes", None), r.pop("_store", None)
+    run = run_verify(
+        index,
+        queries=queries,
+        samples=samples,
+        views=views,
+        seed=seed,
+        strength=strength,
+        do_calibrate=calibrate,
+        target_far=target_far,
+        settings=settings,
+        show_progress=not as_json and sys.stderr.isatty(),
+        pairs=pairs,
+    )
+    r = run.report
     if report is not None:
-        from cover_id.report_html import write_report
+        from cover_id.evaluate.html import write_report
 
-        write_report(report, r, store, probes)
+        write_report(report, r, run.store, run.probes)
     if as_json:
         sys.stdout.write(json.dumps(r, ensure_ascii=False, indent=2) + "\n")
     else:

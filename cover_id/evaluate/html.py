@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cover_id.evaluate.probe import Probe
     from cover_id.index_store import IndexStore
-    from cover_id.verify import Probe
 
 COLORS = {"correct": "#2e9d4f", "wrong": "#d9452b", "absent": "#6a5acd", "margin": "#3573b9"}
 
@@ -50,9 +50,15 @@ def _pct(x: Any) -> str:
 
 
 def histogram_svg(
-    series: dict[str, list[float]], title: str, lo: float | None = None, hi: float | None = None, bins: int = 30,
-    lines: dict[str, float] | None = None, width: int = 480, height: int = 220,
-) -> str:  # fmt: skip
+    series: dict[str, list[float]],
+    title: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    bins: int = 30,
+    lines: dict[str, float] | None = None,
+    width: int = 480,
+    height: int = 220,
+) -> str:
     """Overlaid histograms (one colour per series) with optional labelled vertical lines."""
     values = [v for vs in series.values() for v in vs]
     if not values:
@@ -71,7 +77,9 @@ def histogram_svg(
     top = max(max(c) for c in counts.values()) or 1
     ml, mr, mt, mb = 40, 10, 28, 34
     pw, ph = width - ml - mr, height - mt - mb
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" font-family="sans-serif">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" font-family="sans-serif">'
+    ]
     parts.append(f'<text x="{ml}" y="16" font-size="13" font-weight="600">{_e(title)}</text>')
     parts.append(f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" stroke="#999"/>')
     for frac in (0, 0.5, 1):
@@ -94,11 +102,15 @@ def histogram_svg(
     for label, v in (lines or {}).items():
         if lo <= v <= hi:
             x = ml + pw * (v - lo) / (hi - lo)
-            parts.append(f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{mt + ph}" stroke="#222" stroke-dasharray="4 3"/>')
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{mt + ph}" stroke="#222" stroke-dasharray="4 3"/>'
+            )
             parts.append(f'<text x="{x + 3:.1f}" y="{mt + 10}" fill="#222">{_e(label)}</text>')
     lx = ml
     for name, vs in series.items():
-        parts.append(f'<rect x="{lx}" y="{height - 12}" width="10" height="10" fill="{COLORS.get(name, "#555")}" fill-opacity="0.7"/>')
+        parts.append(
+            f'<rect x="{lx}" y="{height - 12}" width="10" height="10" fill="{COLORS.get(name, "#555")}" fill-opacity="0.7"/>'
+        )
         parts.append(f'<text x="{lx + 14}" y="{height - 3}">{_e(name)} ({len(vs)})</text>')
         lx += 24 + 7 * len(name) + 8 * len(str(len(vs)))
     parts.append("</svg>")
@@ -108,7 +120,7 @@ def histogram_svg(
 class _Thumbs:
     """Reference thumbnails, read once."""
 
-    def __init__(self, store: "IndexStore") -> None:
+    def __init__(self, store: IndexStore) -> None:
         self.store = store
         self.cache: dict[str, bytes] = {}
 
@@ -118,12 +130,14 @@ class _Thumbs:
         rid = ref["id"]
         if rid not in self.cache:
             from cover_id.errors import ImageError
+            from cover_id.evaluate.photos import thumbnail
             from cover_id.imageio import read_image
-            from cover_id.verify import thumbnail
 
             i = self.store.index_of(rid)
             try:
-                self.cache[rid] = thumbnail(read_image(self.store.image_path(i), max_side=320)) if i is not None else b""
+                self.cache[rid] = (
+                    thumbnail(read_image(self.store.image_path(i), max_side=320)) if i is not None else b""
+                )
             except ImageError:
                 self.cache[rid] = b""
         return _img(self.cache[rid], ref["name"]) + f'<div class="muted">{_e(ref["name"])}</div>'
@@ -146,9 +160,9 @@ def _confusion_rows(items: list[tuple[dict[str, Any], bytes]], thumbs: _Thumbs) 
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[Probe]"] | None = None) -> str:
+def render(report: dict[str, Any], store: IndexStore, probes: dict[str, list[Probe]] | None = None) -> str:
     """The page for one ``run_verify`` report (``probes`` adds plots and thumbnails)."""
-    from cover_id.verify import failures, score_samples
+    from cover_id.evaluate.stats import failures, score_samples
 
     probes = probes or {}
     thumbs = _Thumbs(store)
@@ -163,7 +177,9 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
         lines["accept"] = float(acc)
     if isinstance(rev, (int, float)):
         lines["review"] = float(rev)
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>cover-id verify</title><style>{CSS}</style></head><body><main>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>cover-id verify</title><style>{CSS}</style></head><body><main>"
+    ]
     out.append("<h1>cover-id verify</h1>")
     out.append(
         f"<div class='sub'>{_e(report['index'])} · encoder {_e(report['encoder'])}"
@@ -175,13 +191,23 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
         (_pct(st.get("top1")), "self-test top-1 (synthetic phone photos)"),
         (_pct(st.get("accepted_correct")), "self-test accepted & correct"),
         (_pct(st.get("embedding_top1")), "self-test embedding-only top-1"),
-        (f"{mg.get('geometric', {}).get('median', 0):+.2f}" if mg.get("geometric", {}).get("n") else "–", "median geometric margin"),
+        (
+            f"{mg.get('geometric', {}).get('median', 0):+.2f}" if mg.get("geometric", {}).get("n") else "–",
+            "median geometric margin",
+        ),
         (f"<span class='level-{level}'>{_e(level)}</span>", "separation"),
     ]
     ph = report.get("photos")
     if ph:
-        cards += [(_pct(ph.get("top1")), "labelled photos top-1"), (_pct(ph.get("false_accept_rate")), "photos false accepts")]
-    out.append("<div class='cards'>" + "".join(f"<div class='card'><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards) + "</div>")
+        cards += [
+            (_pct(ph.get("top1")), "labelled photos top-1"),
+            (_pct(ph.get("false_accept_rate")), "photos false accepts"),
+        ]
+    out.append(
+        "<div class='cards'>"
+        + "".join(f"<div class='card'><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards)
+        + "</div>"
+    )
     out.append("<h2>What to do</h2><ul class='advice'>")
     out += [f"<li>{_e(a)}</li>" for a in mg.get("guidance", {}).get("advice", [])]
     out.append("</ul>")
@@ -192,8 +218,12 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
     if selftest:
         gm = [p.geom(p.truth) - p.best_wrong_geom()[1] for p in selftest]
         cm = [float(p.sims[p.truth]) - p.best_wrong_cos()[1] for p in selftest]
-        out.append(f"<div class='plot'>{histogram_svg({'margin': gm}, 'geometric margin (self-test)', -1, 1, 40, {'0': 0.0})}</div>")
-        out.append(f"<div class='plot'>{histogram_svg({'margin': cm}, 'embedding margin (self-test)', lines={'0': 0.0})}</div>")
+        out.append(
+            f"<div class='plot'>{histogram_svg({'margin': gm}, 'geometric margin (self-test)', -1, 1, 40, {'0': 0.0})}</div>"
+        )
+        out.append(
+            f"<div class='plot'>{histogram_svg({'margin': cm}, 'embedding margin (self-test)', lines={'0': 0.0})}</div>"
+        )
     g = mg.get("geometric", {})
     if g.get("n"):
         out.append(
@@ -209,10 +239,14 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
 
     out.append("<h2>Score distributions</h2>")
     if selftest:
-        out.append(f"<div class='plot'>{histogram_svg(score_samples(selftest), 'geometric score, self-test', 0, 1, 40, lines)}</div>")
+        out.append(
+            f"<div class='plot'>{histogram_svg(score_samples(selftest), 'geometric score, self-test', 0, 1, 40, lines)}</div>"
+        )
     if photos:
         samples = {k: v for k, v in score_samples(photos).items() if v}
-        out.append(f"<div class='plot'>{histogram_svg(samples, 'geometric score, labelled photos', 0, 1, 40, lines)}</div>")
+        out.append(
+            f"<div class='plot'>{histogram_svg(samples, 'geometric score, labelled photos', 0, 1, 40, lines)}</div>"
+        )
 
     if st.get("worst"):
         out.append("<h2>Worst confusions (self-test)</h2>")
@@ -220,11 +254,16 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
         out.append(_confusion_rows([(s, by_label.get(s["input"], b"")) for s in st["worst"]], thumbs))
 
     cp = report.get("confusable_pairs", {})
-    for key, title in (("by_geometry", "Confusable pairs: geometrically similar"), ("by_embedding", "Confusable pairs: closest embeddings")):
+    for key, title in (
+        ("by_geometry", "Confusable pairs: geometrically similar"),
+        ("by_embedding", "Confusable pairs: closest embeddings"),
+    ):
         rows = cp.get(key) or []
         if not rows:
             continue
-        out.append(f"<h2>{title}</h2><table><tr><th>reference</th><th>looks like</th><th>cosine</th><th>geom score</th><th>inliers</th></tr>")
+        out.append(
+            f"<h2>{title}</h2><table><tr><th>reference</th><th>looks like</th><th>cosine</th><th>geom score</th><th>inliers</th></tr>"
+        )
         out += [
             f"<tr><td>{thumbs(r['a'])}</td><td>{thumbs(r['b'])}</td><td class='num'>{r['cosine']:.3f}</td>"
             f"<td class='num'>{r['geom_score']:.3f}</td><td class='num'>{r['inliers']}</td></tr>"
@@ -234,8 +273,19 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
 
     if ph:
         out.append("<h2>Labelled photos</h2><table><tr><th>measure</th><th>value</th></tr>")
-        for k in ("n", "n_in_collection", "n_absent", "top1", "top5", "embedding_top1", "accepted_correct", "review",
-                  "rejected", "false_accept_rate", "absent_rejected"):  # fmt: skip
+        for k in (
+            "n",
+            "n_in_collection",
+            "n_absent",
+            "top1",
+            "top5",
+            "embedding_top1",
+            "accepted_correct",
+            "review",
+            "rejected",
+            "false_accept_rate",
+            "absent_rejected",
+        ):
             if k in ph:
                 v = ph[k]
                 out.append(f"<tr><td>{_e(k)}</td><td class='num'>{v if isinstance(v, int) else _pct(v)}</td></tr>")
@@ -253,7 +303,9 @@ def render(report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[
     return "".join(out)
 
 
-def write_report(path: Path, report: dict[str, Any], store: "IndexStore", probes: dict[str, "list[Probe]"] | None = None) -> None:
+def write_report(
+    path: Path, report: dict[str, Any], store: IndexStore, probes: dict[str, list[Probe]] | None = None
+) -> None:
     from cover_id.errors import CoverIdError
 
     try:

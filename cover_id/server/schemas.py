@@ -1,0 +1,186 @@
+"""Response bodies of the HTTP API, as pydantic models: ``/docs`` documents every answer.
+
+Records carry the catalog's own fields (artist, year, …) besides the ones
+named here, so the record-like models allow extra fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: one message (it names no server path); 422 adds the validation errors."""
+
+    detail: str = Field(description="What went wrong, in one line.")
+    errors: list[dict[str, Any]] | None = Field(None, description="Validation errors (422 only).")
+
+
+# ---- references ---------------------------------------------------------------------------
+class Reference(BaseModel):
+    """A reference as stored in the index, plus its catalog fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="Stable, URL-safe id.")
+    name: str = Field(description="Display name.")
+    filename: str = Field(description="Image file, relative to the refs folder (or to the collection for added ones).")
+
+
+class ReferenceOut(Reference):
+    image_url: str = Field(description="Where to fetch the image (add `&size=` or `?size=` for a thumbnail).")
+
+
+class ReferenceDetail(ReferenceOut):
+    added_via_api: bool = Field(description="True when the reference was added through `POST /api/refs`.")
+
+
+class AddedReference(ReferenceOut):
+    references: int = Field(description="Collection size after the change.")
+
+
+class Deleted(BaseModel):
+    deleted: Reference
+    references: int = Field(description="Collection size after the change.")
+
+
+class ReferencePage(BaseModel):
+    total: int = Field(description="References matching `q` (all of them without it).")
+    offset: int
+    limit: int
+    q: str | None = None
+    items: list[ReferenceOut]
+
+
+# ---- identify and search -------------------------------------------------------------------
+class Match(BaseModel):
+    """A candidate reference with its scores."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    filename: str
+    cosine: float | None = Field(None, description="Embedding similarity.")
+    geom_score: float | None = Field(None, description="Geometric verification score (0-1).")
+    inliers: int | None = Field(None, description="Keypoint matches consistent with the homography.")
+
+
+class IdentifyResult(BaseModel):
+    """The object `cover-id identify --json` prints for one photo (with `multi`: one entry per cover)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: str | None = Field(None, description="The uploaded file's name.")
+    decision: str | None = Field(None, description="accept, review or reject.")
+    confident: bool | None = None
+    strategy: str | None = Field(None, description="The view that decided: crop (the detected cover) or full.")
+    cosine: float | None = None
+    geom_score: float | None = None
+    inliers: int | None = None
+    match: Match | None = None
+    alternatives: list[dict[str, Any]] | None = None
+    quad: list[list[float]] | None = Field(None, description="Detected cover corners in the photo (pixels).")
+    match_quad: list[list[float]] | None = Field(None, description="The matched reference's outline in the photo.")
+    multi: bool | None = None
+    count: int | None = Field(None, description="With multi: how many covers were recognised.")
+    covers: list[IdentifyResult] | None = Field(None, description="With multi: one result per cover.")
+    image_size: list[int] | None = None
+    timings_ms: dict[str, float] | None = Field(None, description="Per step; `total` for the whole photo.")
+
+
+class SearchHit(Reference):
+    cosine: float
+    image_url: str | None = None
+
+
+class ImageSearch(BaseModel):
+    input: str | None = None
+    k: int
+    results: list[SearchHit]
+    took_ms: float
+
+
+class TextSearch(BaseModel):
+    query: str
+    k: int
+    results: list[SearchHit]
+    took_ms: float
+
+
+# ---- service -------------------------------------------------------------------------------
+class IndexInfo(BaseModel):
+    size: int = Field(description="References in the collection.")
+    updated: str | None = None
+
+
+class EncoderInfo(BaseModel):
+    name: str
+    spec: dict[str, Any]
+
+
+class CalibrationInfo(BaseModel):
+    source: str = Field(description="Where the thresholds come from: defaults, calibration or settings.")
+    thresholds: dict[str, Any]
+    index: dict[str, Any] | None = Field(None, description="The calibration stored in the index, if any.")
+
+
+class WritesInfo(BaseModel):
+    api_key_required: bool
+    since_start: int
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    index: IndexInfo
+    encoder: EncoderInfo
+    text_search: bool
+    projection: dict[str, Any] | None = None
+    calibration: CalibrationInfo
+    uptime_s: float
+    requests: int
+    last_response_ms: float | None = None
+    workers: int
+    writes: WritesInfo
+    max_upload_mb: float
+
+
+class KeypointCounts(BaseModel):
+    min: int
+    median: float
+    max: int
+
+
+class Stats(BaseModel):
+    references: int
+    added_via_api: int
+    encoder: dict[str, Any]
+    dim: int | None = None
+    projection: dict[str, Any] | None = None
+    keypoints: KeypointCounts
+    updated: str | None = None
+    fields: dict[str, dict[str, Any]] = Field(description="Per catalog field: type, counts or range.")
+    computed_at: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "Unreadable image or unusable request",
+        401: "Missing or wrong API key",
+        404: "Unknown reference",
+        409: "Id already taken",
+        413: "Upload too large",
+        415: "Unsupported upload type",
+        422: "Invalid parameters",
+        500: "Internal error",
+    }.items()
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of one endpoint."""
+    return {c: ERRORS[c] for c in (*codes, 422, 500)}
