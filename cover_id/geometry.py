@@ -16,18 +16,34 @@ def polygon_area(pts: "np.ndarray") -> float:
     return 0.5 * abs(float(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])))
 
 
-def overlap(a: "np.ndarray", b: "np.ndarray") -> float:
-    """Intersection over union of two convex outlines; a non-convex one counts as overlapping (1.0)."""
+def _intersection(a: "np.ndarray", b: "np.ndarray") -> float | None:
+    """Intersection area of two convex outlines; None when OpenCV refuses them (non-convex)."""
     import cv2
     import numpy as np
 
-    a, b = np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2)
     try:
-        inter, _ = cv2.intersectConvexConvex(a, b)
-    except cv2.error:  # be cautious: treat as the same place
+        inter, _ = cv2.intersectConvexConvex(np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2))
+    except cv2.error:
+        return None
+    return float(inter)
+
+
+def overlap(a: "np.ndarray", b: "np.ndarray") -> float:
+    """Intersection over union of two convex outlines; a non-convex one counts as overlapping (1.0)."""
+    inter = _intersection(a, b)
+    if inter is None:  # be cautious: treat as the same place
         return 1.0
     union = polygon_area(a) + polygon_area(b) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return inter / union if union > 0 else 0.0
+
+
+def overlap_over_smaller(a: "np.ndarray", b: "np.ndarray") -> float:
+    """Intersection over the smaller area (1.0 when one contains the other, or for degenerate input)."""
+    inter = _intersection(a, b)
+    smaller = min(polygon_area(a), polygon_area(b))
+    if inter is None:
+        return 1.0
+    return inter / smaller if smaller > 0 else 1.0
 
 
 def points_inside(xy: "np.ndarray", outline: "np.ndarray") -> "np.ndarray":

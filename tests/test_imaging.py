@@ -1,20 +1,25 @@
-"""imaging and refvec: the one copy of the small helpers other modules share."""
+"""imageops, geometry and encode_references: the one copy of the small helpers other modules share."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from cover_id.imaging import iou, jpeg_thumbnail, overlap_over_smaller, polygon_area, shrink_to_side
+from cover_id.encoders.base import Encoder
+from cover_id.geometry import overlap as iou
+from cover_id.geometry import overlap_over_smaller, polygon_area
+from cover_id.imageops import jpeg_thumbnail, shrink
 
 
-def test_shrink_to_side_only_ever_shrinks() -> None:
+def test_shrink_only_ever_shrinks() -> None:
     img = np.zeros((300, 1200, 3), np.uint8)
-    small = shrink_to_side(img, 600)
+    small = shrink(img, 600)
     assert small.shape == (150, 600, 3)
-    assert shrink_to_side(img, 2000) is img and shrink_to_side(img, None) is img
-    assert shrink_to_side(np.zeros((4, 4000), np.uint8), 100, min_side=8).shape == (8, 100)
+    assert shrink(img, 2000) is img and shrink(img, None) is img
+    assert shrink(np.zeros((4, 4000), np.uint8), 100, min_side=8).shape == (8, 100)
 
 
 def test_jpeg_thumbnail_is_a_small_jpeg() -> None:
@@ -26,17 +31,14 @@ def test_jpeg_thumbnail_is_a_small_jpeg() -> None:
     assert back.shape == (80, 160, 3)
 
 
-def test_polygon_helpers_agree_with_the_copies_they_replace() -> None:
-    from cover_id.detectors.quad import _overlap, _polygon_area
-    from cover_id.pipeline import _iou
-
+def test_polygon_helpers() -> None:
     a = np.float32([[0, 0], [100, 0], [100, 50], [0, 50]])
     b = np.float32([[50, 0], [150, 0], [150, 50], [50, 50]])
     inner = np.float32([[10, 10], [20, 10], [20, 20], [10, 20]])
-    assert polygon_area(a) == pytest.approx(5000) == _polygon_area(a)
-    assert iou(a, b) == pytest.approx(1 / 3) == pytest.approx(_iou(a, b))
-    assert overlap_over_smaller(a, b) == pytest.approx(0.5) == pytest.approx(_overlap(a, b))
-    assert overlap_over_smaller(a, inner) == pytest.approx(1.0) == pytest.approx(_overlap(a, inner))
+    assert polygon_area(a) == pytest.approx(5000)
+    assert iou(a, b) == pytest.approx(1 / 3)
+    assert overlap_over_smaller(a, b) == pytest.approx(0.5)
+    assert overlap_over_smaller(a, inner) == pytest.approx(1.0)
     far = a + np.float32([500, 500])
     assert iou(a, far) == 0.0 and overlap_over_smaller(a, far) == 0.0
 
@@ -45,23 +47,30 @@ def test_encode_references_gives_features_to_a_feature_encoder() -> None:
     from cover_id.encoders.local import LocalEncoder
     from cover_id.evaluate.synth import make_cover
     from cover_id.features import extract_features
-    from cover_id.refvec import encode_references, uses_features
+    from cover_id.encoders import encode_references
 
     covers = [make_cover(i, (200, 280)) for i in range(4)]
     feats = [extract_features(c) for c in covers]
     enc = LocalEncoder()
     enc.fit_features(feats)
-    assert uses_features(enc)
+    assert enc.supports_features
     got = encode_references(enc, covers)
     assert got.shape == (4, enc.dim) and got.dtype == np.float32
     assert np.allclose(got, enc.encode_features(feats), atol=1e-6)
     assert np.allclose(encode_references(enc, [], features=feats), got, atol=1e-6)
 
 
-class MeanColour:
-    """A pixel encoder of the plugin contract's shape (name, dim, encode_images): mean BGR per image."""
+class MeanColour(Encoder):
+    """A pixel encoder (no keypoint support): mean BGR per image."""
 
-    name, dim = "mean-colour", 3
+    name = "mean-colour"
+
+    @property
+    def dim(self) -> int:
+        return 3
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": 3}
 
     def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([im.reshape(-1, 3).mean(axis=0) for im in images]).astype(np.float32)
@@ -69,10 +78,9 @@ class MeanColour:
 
 def test_encode_references_gives_pixels_to_a_pixel_encoder() -> None:
     from cover_id.evaluate.synth import make_cover
-    from cover_id.refvec import encode_references, uses_features
+    from cover_id.encoders import encode_references
 
     enc = MeanColour()
     covers = [make_cover(i, (200, 280)) for i in range(2)]
-    assert not uses_features(enc)  # type: ignore[arg-type]
-    got = encode_references(enc, covers, features=["never used"])  # type: ignore[arg-type]
+    got = encode_references(enc, covers)
     assert got.shape == (2, 3) and np.allclose(got, enc.encode_images(covers))

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from cover_id.detectors.base import Detector, Quad
-from cover_id.geometry import polygon_area
+from cover_id.geometry import overlap_over_smaller, polygon_area
 from cover_id.imageops import shrink
 
 __all__ = ["Quad", "QuadDetector", "order_corners", "rectify", "rectify_transform", "draw_quads", "quad_aspect"]
@@ -516,15 +516,9 @@ class QuadDetector(Detector):
         plausible.sort(key=lambda c: c.score * (c.area / top_area) ** 0.25, reverse=True)
         chosen: list[_Candidate] = []
         for cand in plausible:
-            if all(_overlap(cand.corners, other.corners) < 0.2 for other in chosen):
+            if all(overlap_over_smaller(cand.corners, other.corners) < 0.2 for other in chosen):
                 chosen.append(cand)
             if len(chosen) >= max_quads:
                 break
         return chosen
 
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over the smaller area (1.0 when one contains the other)."""
-    inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    smaller = min(polygon_area(a), polygon_area(b))
-    return float(inter / smaller) if smaller > 0 else 1.0

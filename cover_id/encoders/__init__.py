@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cover_id.encoders.base import Encoder
@@ -55,6 +55,20 @@ def encode(encoder: Encoder, images: "list[np.ndarray]", feats: "list[Features]"
     ``supports_features`` (no second pass over the pixels), else the pixels. ``images`` may be
     empty when the encoder supports features."""
     return encoder.encode_features(feats) if encoder.supports_features else encoder.encode_images(images)
+
+
+def encode_references(
+    encoder: Encoder, images: "Sequence[np.ndarray]", features: "Sequence[Features] | None" = None
+) -> "np.ndarray":
+    """(N, D) float32 raw vectors for reference images (BGR); ``features`` reuses already extracted
+    keypoints. Index build, the server's "add a reference" and training all embed this way."""
+    import numpy as np
+
+    if encoder.supports_features and features is None:
+        from cover_id.features import extract_features
+
+        features = [extract_features(im) for im in images]
+    return np.asarray(encode(encoder, list(images), list(features or [])), np.float32)
 
 
 def encoder_from_spec(spec: dict[str, Any], options: dict[str, Any] | None = None) -> Encoder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cover_id.imaging import jpeg_thumbnail, shrink_to_side
+from cover_id.imageops import jpeg_thumbnail, shrink
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,7 +24,7 @@ def photo_view(cover: np.ndarray, rng: np.random.Generator, strength: float = 1.
     """
     from cover_id.evaluate.synth import AugmentOptions, make_background, photo_augment, place_in_scene
 
-    cover = shrink_to_side(cover, VIEW_MAX_SIDE, min_side=8)
+    cover = shrink(cover, VIEW_MAX_SIDE, min_side=8)
     h, w = cover.shape[:2]
     none = AugmentOptions.none()
     on_cover = none.only(lighting=0.8, glare=0.35, occlusion=0.4)

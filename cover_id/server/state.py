@@ -57,7 +57,7 @@ class ServerState:
     def thumbnail(self, path: Path, key: str, size: int) -> bytes:
         """A JPEG of the image at ``path`` with its longest side at most ``size`` (LRU-cached)."""
         from cover_id.imageio import read_image
-        from cover_id.imaging import jpeg_thumbnail
+        from cover_id.imageops import jpeg_thumbnail
 
         cache_key = (str(path), key, size)
         with self._thumb_lock:
@@ -104,7 +104,7 @@ class ServerState:
 
 def text_search_available(identifier: Identifier) -> bool:
     """Whether the index's encoder can embed text (clip has a text tower, local has none)."""
-    return callable(getattr(identifier.encoder, "encode_text", None))
+    return identifier.encoder.supports_text
 
 
 def get_state(request: Request) -> ServerState:

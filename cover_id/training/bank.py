@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cover_id.imaging import shrink_to_side
-from cover_id.refvec import encode_references
+from cover_id.imageops import shrink
+from cover_id.encoders import encode_references
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,7 +67,7 @@ def build_bank(
     with progress(n, "encoding views", show_progress) as advance:
         for i in range(n):
             image = load(i)
-            small = shrink_to_side(image, VIEW_SIDE, min_side=8)
+            small = shrink(image, VIEW_SIDE, min_side=8)
             batch = [photo_augment(small, np.random.default_rng([seed, i, v]), 1.0, opts) for v in range(views)]
             batch += [photo_view(small, np.random.default_rng([seed, 7919, i, v])) for v in range(holdout)]
             if clean is None:

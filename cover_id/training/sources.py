@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError
-from cover_id.refvec import encode_references
+from cover_id.encoders import encode_references
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +71,7 @@ def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool =
         if ref.path.is_file() and ref.path.stat().st_size > 0:
             paths.append(ref.path)
     clean = None
-    if hasattr(encoder, "fit_features"):
+    if encoder.fittable:
         feats, ok = [], []
         with progress(len(paths), "reading references", show_progress) as advance:
             for p in paths:
