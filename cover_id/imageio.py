@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Union
@@ -39,6 +40,12 @@ DECODE_PIXELS = 50_000_000
 DECODE_MEMORY = 640 * 1024 * 1024
 
 Source = Union[str, Path, bytes]
+
+# Pillow warns about what it tolerates in damaged files (corrupt EXIF, odd TIFF tags, large
+# sizes). Every image is checked here and refused with an ImageError when it matters, so the
+# warnings are noise on a user's terminal: ignored once, for Pillow's modules only (a filter
+# that is never switched back and forth, so threads see the same setting).
+warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
 _heif_registered: bool | None = None
 _decoders_ready = False
@@ -187,6 +194,8 @@ def _opened(source: Source) -> Iterator[tuple[Any, str]]:
             fp.seek(0)
             try:
                 img = factory(fp, "")
+            except Image.DecompressionBombError:  # WebP checks its size while opening
+                raise ImageError(f"{name}: too large (declared size over {MAX_PIXELS / 1e6:.0f} MP)") from None
             except MemoryError:
                 raise ImageError(f"{name}: too large to decode") from None
             except Exception as exc:  # noqa: BLE001 - decoders raise many types; each is a bad file
