@@ -32,11 +32,14 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
 MAX_PIXELS = 120_000_000  # declared size: larger than any phone photo, small enough to refuse bombs
-# Pixels actually decoded (after JPEG DCT scaling). Non-JPEG formats cannot be decoded at
-# reduced size, so this bounds their memory: 50 MP is a 48 MP HEIC or a large PNG scan.
-DECODE_PIXELS = 50_000_000
-# Bytes that decodes running at the same time (server worker threads) may hold together;
-# one decode over it still runs, alone.
+# Memory one decode may use, from its decoded size and the bytes per pixel its format costs
+# (measured peaks, rounded up: the decoder's buffers, Pillow's image, the arrays made on the
+# way to BGR). 400 MB reads a 50 MP PNG, TIFF or HEIC and a 25 MP WebP; JPEGs are decoded at
+# 1/2, 1/4 or 1/8 scale to fit, so any JPEG up to MAX_PIXELS is read.
+DECODE_BYTES = 400 * 1024 * 1024
+BYTES_PER_PIXEL = {"JPEG": 8, "PNG": 8, "TIFF": 8, "BMP": 8, "HEIF": 8, "WEBP": 16}
+# Decodes running at the same time (server worker threads) share this much; a decode that
+# would exceed it waits for the others (one alone always runs).
 DECODE_MEMORY = 640 * 1024 * 1024
 
 Source = Union[str, Path, bytes]
@@ -211,9 +214,15 @@ def _opened(source: Source) -> Iterator[tuple[Any, str]]:
 
 
 def _orientation(img: Any) -> int:
-    """EXIF orientation 1-8; a damaged EXIF block only means 'upright'."""
+    """EXIF orientation 1-8 from the header; a damaged EXIF block only means 'upright'.
+
+    ``Image.getexif`` of the base class: the PNG reader's own would decode the
+    whole image first, to look for an EXIF chunk after the pixels.
+    """
+    from PIL import Image
+
     try:
-        value = int(img.getexif().get(0x0112, 1))
+        value = int(Image.Image.getexif(img).get(0x0112, 1))
     except Exception:  # noqa: BLE001 - EXIF is optional metadata
         return 1
     return value if 1 <= value <= 8 else 1
@@ -251,12 +260,6 @@ class _MemoryBudget:
 _budget = _MemoryBudget(DECODE_MEMORY)
 
 
-def _bytes_per_pixel(mode: str) -> int:
-    """What Pillow holds per pixel, plus the arrays made from it on the way to BGR."""
-    held = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
-    return held + 8
-
-
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
@@ -264,14 +267,15 @@ def read_image(
     source: Source,
     max_side: int | None = None,
     max_pixels: int = MAX_PIXELS,
-    decode_pixels: int = DECODE_PIXELS,
+    decode_bytes: int = DECODE_BYTES,
 ) -> "np.ndarray":
     """Decode to a contiguous uint8 BGR array (H, W, 3).
 
     ``max_side`` bounds the longer side; JPEGs are then decoded at reduced
     resolution (DCT scaling), which is several times faster for 12 MP photos.
-    ``max_pixels`` bounds the declared size, ``decode_pixels`` what is actually
-    decoded (a JPEG is decoded at 1/2, 1/4 or 1/8 scale to fit it).
+    ``max_pixels`` bounds the declared size, ``decode_bytes`` the memory the
+    decoding may take (a JPEG is decoded at 1/2, 1/4 or 1/8 scale to fit it;
+    other formats over it are refused before any pixel is decoded).
     Raises :class:`ImageError` for anything that is not a readable image.
     """
     import numpy as np
@@ -279,7 +283,7 @@ def read_image(
     name = _describe(source)
     with _opened(source) as (img, kind):
         try:
-            arr = _decode(img, kind, name, max_side, max_pixels, decode_pixels)
+            arr = _decode(img, kind, name, max_side, max_pixels, decode_bytes)
         except ImageError:
             raise
         except MemoryError:
@@ -295,7 +299,7 @@ def read_image(
     return np.ascontiguousarray(arr[:, :, ::-1])
 
 
-def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: int, decode_pixels: int) -> "np.ndarray":
+def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: int, decode_bytes: int) -> "np.ndarray":
     """Check the declared size, pick the decoded size, decode within the memory budget, orient, convert."""
     from PIL import Image
 
@@ -305,6 +309,8 @@ def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: in
     if w * h > max_pixels:
         raise ImageError(f"{name}: too large ({w}x{h} = {w * h / 1e6:.0f} MP, limit {max_pixels / 1e6:.0f} MP)")
     orientation = _orientation(img)
+    per_pixel = BYTES_PER_PIXEL[kind]
+    decode_pixels = decode_bytes // per_pixel
     if kind == "JPEG":
         draft = _jpeg_draft_size(w, h, max_side, decode_pixels)
         if draft is not None:
@@ -312,10 +318,10 @@ def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: in
     dw, dh = img.size
     if dw * dh > decode_pixels:
         raise ImageError(
-            f"{name}: too large to decode ({w}x{h} = {w * h / 1e6:.0f} MP; "
-            f"limit {decode_pixels / 1e6:.0f} MP for {kind}, larger photos as JPEG)"
+            f"{name}: too large to decode ({w}x{h} = {w * h / 1e6:.0f} MP; {kind} images are read up to "
+            f"{decode_pixels / 1e6:.0f} MP, JPEG photos up to {max_pixels / 1e6:.0f} MP)"
         )
-    with _budget.hold(dw * dh * _bytes_per_pixel(img.mode)):
+    with _budget.hold(dw * dh * per_pixel):
         img.load()
         img = _reduce(img, max_side)
         if orientation != 1:
