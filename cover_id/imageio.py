@@ -213,14 +213,17 @@ def _opened(source: Source) -> Iterator[tuple[Any, str]]:
             img.close()
 
 
-def _orientation(img: Any) -> int:
-    """EXIF orientation 1-8 from the header; a damaged EXIF block only means 'upright'.
+def _orientation(img: Any, kind: str) -> int:
+    """EXIF orientation 1-8 still to apply, from the header; a damaged EXIF block only means 'upright'.
 
     ``Image.getexif`` of the base class: the PNG reader's own would decode the
-    whole image first, to look for an EXIF chunk after the pixels.
+    whole image first, to look for an EXIF chunk after the pixels. Pillow's TIFF
+    reader applies the orientation itself (its size is already the upright one).
     """
     from PIL import Image
 
+    if kind == "TIFF":
+        return 1
     try:
         value = int(Image.Image.getexif(img).get(0x0112, 1))
     except Exception:  # noqa: BLE001 - EXIF is optional metadata
@@ -230,9 +233,9 @@ def _orientation(img: Any) -> int:
 
 def image_size(source: Source) -> tuple[int, int]:
     """(width, height) from the header, after EXIF orientation; no pixel decoding."""
-    with _opened(source) as (img, _):
+    with _opened(source) as (img, kind):
         w, h = img.size
-        return (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
+        return (h, w) if _orientation(img, kind) in (5, 6, 7, 8) else (w, h)
 
 
 # ---- decoding --------------------------------------------------------------------------
@@ -308,7 +311,7 @@ def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: in
         raise ImageError(f"{name}: image has no pixels")
     if w * h > max_pixels:
         raise ImageError(f"{name}: too large ({w}x{h} = {w * h / 1e6:.0f} MP, limit {max_pixels / 1e6:.0f} MP)")
-    orientation = _orientation(img)
+    orientation = _orientation(img, kind)
     per_pixel = BYTES_PER_PIXEL[kind]
     decode_pixels = decode_bytes // per_pixel
     if kind == "JPEG":
