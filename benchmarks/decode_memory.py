@@ -87,8 +87,6 @@ def main() -> None:
     ap.add_argument("--only", default="", help="only uploads whose name contains this")
     args = ap.parse_args()
 
-    import httpx
-
     from cover_id.indexer import build_index
     from tests.conftest import write_covers
 

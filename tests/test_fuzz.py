@@ -258,7 +258,7 @@ def test_server_answers_every_input_without_5xx(server: SimpleNamespace, world: 
         if case.expect == "error" and ident.status_code not in (400, 415):
             problems.append(f"{case.name!r}: should be refused with 400/415, got HTTP {ident.status_code}")
     assert not problems, "\n".join(problems[:40])
-    for k, (case, ident, _) in zip(GOOD, [a for a in answers if a[0].kind == "good"]):
+    for k, (_, ident, _) in zip(GOOD, [a for a in answers if a[0].kind == "good"]):
         body = ident.json()
         assert body["decision"] == "accept" and body["match"]["id"] == f"cover-{k:03d}", body
 
