@@ -9,9 +9,11 @@ is kept and returned with matches.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,19 +79,84 @@ def slug_id(filename: str) -> str:
     return "--".join(s for s in slugs if s) or "ref"
 
 
-def scan_folder(root: Path) -> list[Reference]:
-    """Every image below ``root``, sorted by relative path, labelled by filename."""
+def walk_images(root: Path, utf8_names: bool = True) -> tuple[list[Path], list[Skipped]]:
+    """Image files below ``root`` (sorted, hidden names left out) and what could not be looked at, with why.
+
+    Links to folders are followed once; a loop, a broken link, an unreadable
+    folder, a pipe or device named like an image and a name that is not UTF-8
+    are each one skipped entry (``filename`` relative to ``root``, printable),
+    never the end of the walk. ``utf8_names=False`` keeps names that are not
+    UTF-8 (identify can read them; an index cannot store them).
+    """
+    from cover_id.imageio import display_name, is_valid_name
+
+    root = Path(root)
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    try:
+        visited = {_inode(root.stat())}
+    except OSError as exc:
+        raise CoverIdError(f"cannot read folder {display_name(root)} ({exc.strerror})") from None
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            where = display_name(folder.relative_to(root).as_posix()) if folder != root else "."
+            skipped.append(Skipped(where, f"folder cannot be read ({exc.strerror or 'unreadable'})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            rel = display_name(path.relative_to(root).as_posix())
+            try:
+                st = os.stat(path)  # follows links
+            except FileNotFoundError:
+                skipped.append(Skipped(rel, "broken link (its target does not exist)"))
+                continue
+            except OSError as exc:
+                reason = "symbolic link loop" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+                skipped.append(Skipped(rel, reason))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if utf8_names and not is_valid_name(entry.name):
+                    skipped.append(Skipped(rel, "folder name is not valid UTF-8 (rename it)"))
+                elif _inode(st) in visited:
+                    skipped.append(Skipped(rel, "link to a folder already scanned (a link loop?)"))
+                else:
+                    visited.add(_inode(st))
+                    stack.append(path)
+            elif is_image_path(path):
+                if not stat.S_ISREG(st.st_mode):
+                    skipped.append(Skipped(rel, "not a regular file (a pipe, socket or device)"))
+                elif utf8_names and not is_valid_name(entry.name):
+                    skipped.append(Skipped(rel, "file name is not valid UTF-8 (rename it)"))
+                else:
+                    found.append(path)
+    found.sort(key=lambda p: p.relative_to(root).parts)
+    skipped.sort(key=lambda s: s.filename)
+    return found, skipped
+
+
+def _inode(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def scan_folder_report(root: Path) -> tuple[list[Reference], list[Skipped]]:
+    """Every image below ``root``, sorted by relative path, labelled by filename; and what was skipped."""
     root = Path(root)
     if not root.exists():
         raise CoverIdError(f"references folder not found: {root}")
     if not root.is_dir():
         raise CoverIdError(f"--refs must be a folder of images: {root}")
+    paths, skipped = walk_images(root)
     refs: list[Reference] = []
     seen: dict[str, int] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p)):
+    for path in paths:
         rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in Path(rel).parts):
-            continue
         label = parse_label(path.stem)
         ref_id = slug_id(rel)
         if ref_id in seen:  # a.jpg and a.png: keep both, distinguish by extension
@@ -97,7 +164,12 @@ def scan_folder(root: Path) -> list[Reference]:
         seen[ref_id] = 1
         fields = {k: v for k, v in label.items() if k != "name"}
         refs.append(Reference(id=ref_id, name=label["name"], filename=rel, path=path, fields=fields))
-    return refs
+    return refs, skipped
+
+
+def scan_folder(root: Path) -> list[Reference]:
+    """Every image below ``root``, sorted by relative path, labelled by filename."""
+    return scan_folder_report(root)[0]
 
 
 def _resolve(local: str, catalog_dir: Path) -> Path:
@@ -108,8 +180,11 @@ def _resolve(local: str, catalog_dir: Path) -> Path:
     if os.environ.get("COVERS_ROOT"):
         candidates.append(Path(os.environ["COVERS_ROOT"]) / p)
     for c in candidates:
-        if c.exists():
-            return c
+        try:
+            if c.exists():
+                return c
+        except (OSError, ValueError):  # a name too long, or with a NUL byte: reported when it is read
+            continue
     return candidates[0]
 
 
@@ -122,11 +197,16 @@ def load_metadata(catalog: Path) -> tuple[list[Reference], list[Skipped], Path]:
     refs: list[Reference] = []
     skipped: list[Skipped] = []
     ids: set[str] = set()
-    with open(catalog, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(catalog, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{catalog.name}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                skipped.append(Skipped(where, "not valid UTF-8"))
+                continue
             if not line.strip():
                 continue
-            where = f"{catalog.name}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -142,7 +222,7 @@ def load_metadata(catalog: Path) -> tuple[list[Reference], list[Skipped], Path]:
             path = _resolve(str(local), catalog.parent)
             try:
                 filename = path.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
+            except (ValueError, OSError, RuntimeError):  # outside the root, or a link loop
                 filename = path.as_posix()
             ref_id = str(obj.get("id") or obj.get("cover_id") or slug_id(filename))
             if ref_id in ids:

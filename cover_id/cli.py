@@ -8,12 +8,14 @@ importing any of them, so it never pulls in torch, cv2, faiss or numpy.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
-import click
 import typer
+from typer import _click as click  # typer 0.29 ships its own copy of click (pinned in pyproject.toml)
+from typer._click import exceptions as click_errors
 from typer.core import TyperGroup
 
 from cover_id import __version__
@@ -87,29 +89,55 @@ def root(
     """cover-id: tell which item of your collection a photo shows."""
     from cover_id.config import set_config_path
 
+    if config is not None and not config.is_file():  # whether or not this command reads settings
+        raise CoverIdError(f"config file not found: {config}")
     set_config_path(config)
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    """One ``error: ...`` line on stderr (newlines folded), then exit."""
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _usage_message(exc: Any) -> str:
+    """Click's message plus where to look for help: ``missing option '--index' (see `cover-id identify --help`)``."""
+    text = exc.format_message().rstrip(".")
+    text = text[:1].lower() + text[1:]
+    if isinstance(exc, click_errors.NoSuchOption) and not exc.option_name.startswith("--"):
+        text += " (for a file whose name starts with -, write ./ before it or put -- before the files)"
+    ctx = getattr(exc, "ctx", None)
+    return f"{text} (see `{ctx.command_path} --help`)" if ctx is not None else text
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: user errors become one line on stderr and exit 2."""
+    """Console-script entry: user errors become one ``error: ...`` line on stderr.
+
+    Exit codes: 2 for usage errors (unknown or missing options, bad values) and
+    for :class:`CoverIdError`; 130 when interrupted; a command's own code otherwise.
+    """
     try:
         rc = app(args=argv, prog_name="cover-id", standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
             sys.exit(rc)
-    except click.exceptions.Exit as exc:
+    except click_errors.NoArgsIsHelpError as exc:  # bare `cover-id`: the help is the answer
+        sys.stdout.write(exc.format_message() + "\n")
+        sys.exit(0)
+    except click_errors.UsageError as exc:
+        _fail(_usage_message(exc), 2)
+    except click_errors.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code or 1)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     except CoverIdError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except BrokenPipeError:  # `cover-id identify ... | head`: the reader went away
+        sys.stderr = open(os.devnull, "w")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cover_id.catalog import Reference, Skipped, load_metadata, scan_folder
+from cover_id.catalog import Reference, Skipped, load_metadata, scan_folder_report
 from cover_id.errors import CoverIdError, ImageError
 
 REF_MAX_SIDE = 1024  # references are decoded at most this large
@@ -44,7 +44,8 @@ def load_catalog(refs: Path | None, metadata: Path | None) -> tuple[list[Referen
     if metadata is not None:
         return load_metadata(metadata)
     assert refs is not None
-    return scan_folder(refs), [], Path(refs)
+    found, skipped = scan_folder_report(refs)  # broken links, loops, unreadable folders, non-UTF-8 names
+    return found, skipped, Path(refs)
 
 
 def _hash_all(refs: list[Reference], skipped: list[Skipped], show: bool) -> list[tuple[Reference, str]]:

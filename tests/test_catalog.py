@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,49 @@ def test_metadata_catalog_keeps_fields_and_resolves_paths(tmp_path: Path, monkey
     cat.write_text(json.dumps({"id": "x", "name": "X", "local_filename": "deep/b.jpg"}) + "\n")
     refs, _, root = load_metadata(cat)
     assert refs[0].path == elsewhere / "deep" / "b.jpg" and refs[0].filename == "deep/b.jpg"
+
+
+def test_walk_lists_what_it_cannot_use_with_a_reason(tmp_path: Path) -> None:
+    import os
+
+    from cover_id.catalog import scan_folder_report
+
+    (tmp_path / "sub").mkdir()
+    for name in ["a.jpg", "sub/b.png", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "broken.jpg")
+    os.symlink("self.jpg", tmp_path / "self.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"x")
+    refs, skipped = scan_folder_report(tmp_path)
+    assert [r.filename for r in refs] == ["a.jpg", "sub/b.png"]
+    reasons = {s.filename: s.reason for s in skipped}
+    assert reasons == {
+        "broken.jpg": "broken link (its target does not exist)",
+        "self.jpg": "symbolic link loop",
+        "pipe.jpg": "not a regular file (a pipe, socket or device)",
+        "sub/loop": "link to a folder already scanned (a link loop?)",
+        "caf\\xe9.jpg": "file name is not valid UTF-8 (rename it)",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_unreadable_folder_is_listed(tmp_path: Path) -> None:
+    from cover_id.catalog import scan_folder_report
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "locked").chmod(0)
+    try:
+        _, skipped = scan_folder_report(tmp_path)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert [(s.filename, s.reason.split(" (")[0]) for s in skipped] == [("locked", "folder cannot be read")]
+
+
+def test_catalog_lines_that_are_not_utf8_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "c.jsonl").write_bytes(b'{"id": "a", "local_filename": "a.jpg"}\n{"id": "b\xff", "local_filename": "b.jpg"}\n')
+    refs, skipped, _ = load_metadata(tmp_path / "c.jsonl")
+    assert [r.id for r in refs] == ["a"] and [(s.filename, s.reason) for s in skipped] == [("c.jsonl:2", "not valid UTF-8")]

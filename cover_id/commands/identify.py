@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -12,21 +12,73 @@ app = typer.Typer(add_completion=False)
 CSV_COLUMNS = ["input", "decision", "match_id", "match_name", "filename", "geom_score", "inliers", "cosine", "strategy", "error"]
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to their images (recursively, sorted)."""
-    from cover_id.errors import CoverIdError
-    from cover_id.imageio import is_image_path
+def expand_inputs(paths: list[Path]) -> list[tuple[Path, Optional[str]]]:
+    """Files as given; folders expanded to their images (recursively, sorted).
 
-    out: list[Path] = []
+    Each item is ``(path, error)``: a folder with no images, or a part of one
+    that cannot be read, is an error entry in its place, never the end of the batch.
+    A missing or bad file is reported when it is read.
+    """
+    from cover_id.catalog import walk_images
+    from cover_id.errors import CoverIdError
+    from cover_id.imageio import display_name
+
+    out: list[tuple[Path, Optional[str]]] = []
     for p in paths:
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q))
-            if not found:
-                raise CoverIdError(f"no images in folder {p}")
-            out.extend(found)
-        else:
-            out.append(p)  # a missing or bad file is reported per photo, not fatal
+        try:
+            is_dir = p.is_dir()
+        except (OSError, ValueError):
+            is_dir = False  # the reader says what is wrong with it
+        if not is_dir:
+            out.append((p, None))
+            continue
+        try:
+            found, skipped = walk_images(p, utf8_names=False)
+        except CoverIdError as exc:
+            out.append((p, str(exc)))
+            continue
+        if not found and not skipped:
+            out.append((p, f"{display_name(p)}: a folder with no images in it"))
+        out.extend((q, None) for q in found)
+        out.extend((p / s.filename, f"{display_name(p / s.filename)}: {s.reason}") for s in skipped)
     return out
+
+
+def printable(value: Any) -> Any:
+    """The result with every string safe to print and to encode as UTF-8 (non-UTF-8 bytes of names as ``\\xNN``)."""
+    from cover_id.imageio import display_name
+
+    if isinstance(value, str):
+        return display_name(value)
+    if isinstance(value, dict):
+        return {k: printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value
+
+
+def error_entry(name: str, message: str) -> dict[str, Any]:
+    return {"input": name, "decision": "error", "confident": False, "error": message}
+
+
+def identify_one(
+    identifier: Any, src: Path, many: bool, export_crop: Optional[Path] = None, export_debug: Optional[Path] = None, **kwargs: Any
+) -> dict[str, Any]:
+    """One photo's result; any failure is its error entry (the batch goes on)."""
+    from cover_id.errors import CoverIdError
+    from cover_id.imageio import display_name
+
+    name = display_name(src)
+    try:
+        crop = _export_path(export_crop, src, many, "crop")
+        debug = _export_path(export_debug, src, many, "debug")
+        return identifier.identify(src, name=name, export_crop=crop, export_debug=debug, **kwargs)
+    except CoverIdError as exc:
+        return error_entry(name, str(exc))
+    except OSError as exc:  # an export folder that cannot be made
+        return error_entry(name, f"{name}: cannot write its exports ({exc.strerror or exc})")
+    except Exception as exc:  # noqa: BLE001 - a bug must cost one photo, not the batch; the message says so
+        return error_entry(name, f"{name}: unexpected error while processing this photo ({type(exc).__name__}: {exc})")
 
 
 def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> Optional[Path]:
@@ -39,6 +91,9 @@ def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> 
 
 
 def _print(console, r: dict) -> None:
+    from rich.markup import escape
+
+    r = {k: escape(v) if isinstance(v, str) else v for k, v in r.items()}  # a name like "[b].jpg" is not markup
     style = {"accept": "green", "review": "yellow", "reject": "red", "error": "red"}
     if "error" in r:
         console.print(f"[red]✗[/] {r['error']}", highlight=False, soft_wrap=True)
@@ -49,9 +104,9 @@ def _print(console, r: dict) -> None:
     for e in entries:
         d = e["decision"]
         m = e.get("match")
-        what = f"{m['name']} [dim]({m['id']}, {m['filename']})[/]" if m else "nothing"
+        what = f"{escape(m['name'])} [dim]({escape(m['id'])}, {escape(m['filename'])})[/]" if m else "nothing"
         if d == "reject" and m:
-            what = f"not in the collection [dim](closest: {m['name']})[/]"
+            what = f"not in the collection [dim](closest: {escape(m['name'])})[/]"
         head = "  •" if r.get("multi") else f"[bold]{r['input']}[/]:"
         console.print(
             f"{head} [{style[d]}]{d.upper()}[/] {what}  geom {e['geom_score']:.2f}, {e['inliers']} inliers, "
@@ -61,7 +116,7 @@ def _print(console, r: dict) -> None:
             soft_wrap=True,
         )
         for a in e.get("alternatives", [])[:3] if d != "accept" else []:
-            console.print(f"      or {a['name']} ({a['id']}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}", highlight=False)
+            console.print(f"      or {escape(a['name'])} ({escape(a['id'])}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}", highlight=False)
 
 
 @app.command()
@@ -80,13 +135,13 @@ def identify(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
 ) -> None:
     """Find the cover in each photo, rectify it, retrieve, verify geometrically, decide."""
-    import csv
     import json
     import sys
 
     from rich.console import Console
 
     from cover_id.config import load_settings
+    from cover_id.imageio import display_name
     from cover_id.pipeline import Identifier
     from cover_id.progress import progress
 
@@ -101,12 +156,12 @@ def identify(
     failures = 0
     show_bar = many and not as_json and sys.stderr.isatty()
     with progress(len(sources), "identifying", show_bar) as advance:
-        for src in sources:
-            [r] = identifier.identify_many(
-                [src], multi=multi,
-                export_crop=_export_path(export_crop, src, many, "crop"),
-                export_debug=_export_path(export_debug, src, many, "debug"),
-            )  # fmt: skip
+        for src, problem in sources:
+            if problem is not None:
+                r = error_entry(display_name(src), problem)
+            else:
+                r = identify_one(identifier, src, many, export_crop, export_debug, multi=multi)
+            r = printable(r)
             failures += "error" in r
             if as_json:
                 sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -116,6 +171,17 @@ def identify(
             rows.append(r)
             advance()
     if csv_path is not None:
+        _write_csv(csv_path, rows)
+    if failures:  # the batch went on; the exit code still tells
+        raise typer.Exit(2 if failures == len(sources) else 1)
+
+
+def _write_csv(csv_path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    from cover_id.errors import CoverIdError
+
+    try:
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, CSV_COLUMNS)
             w.writeheader()
@@ -128,5 +194,5 @@ def identify(
                         "geom_score": e.get("geom_score"), "inliers": e.get("inliers"), "cosine": e.get("cosine"),
                         "strategy": e.get("strategy"), "error": r.get("error"),
                     })  # fmt: skip
-    if failures:  # the batch went on; the exit code still tells
-        raise typer.Exit(2 if failures == len(sources) else 1)
+    except OSError as exc:
+        raise CoverIdError(f"cannot write {csv_path} ({exc.strerror or exc})") from None

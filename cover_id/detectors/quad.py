@@ -242,7 +242,7 @@ def _line_quads(lines: _Lines, width: int, height: int, min_area: float, limit: 
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = p[None, :, :] - p[:, None, :]
         t = (delta[..., 0] * d[None, :, 1] - delta[..., 1] * d[None, :, 0]) / cross
-    meet = p[:, None, :] + t[..., None] * d[:, None, :]  # meet[i, j] on line i and j
+        meet = p[:, None, :] + t[..., None] * d[:, None, :]  # meet[i, j] on line i and j (inf * 0 for parallels)
     ii, jj = np.triu_indices(k, 1)
     # Opposite sides: within 30 degrees and apart; adjacent sides: over 40 degrees.
     normal = np.stack([-d[:, 1], d[:, 0]], axis=1)
