@@ -293,13 +293,9 @@ def read_image(
             raise ImageError(f"{name}: too large to decode") from None
         except Exception as exc:  # noqa: BLE001 - decoders raise many types; each is a bad file
             raise ImageError(f"{name}: truncated or corrupt {kind} image ({_reason(exc)})") from None
-    if max_side and max(arr.shape[:2]) > max_side:
-        import cv2
+    from cover_id.imageops import shrink
 
-        scale = max_side / max(arr.shape[:2])
-        size = (max(1, round(arr.shape[1] * scale)), max(1, round(arr.shape[0] * scale)))
-        arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(arr[:, :, ::-1])
+    return np.ascontiguousarray(shrink(arr, max_side)[:, :, ::-1])
 
 
 def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: int, decode_bytes: int) -> "np.ndarray":

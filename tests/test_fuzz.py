@@ -284,7 +284,6 @@ def test_server_add_refuses_bad_references_and_keeps_working(server: SimpleNames
     assert body["decision"] == "accept" and body["match"]["id"] == f"cover-{k:03d}", body
 
 
-@pytest.mark.xfail(strict=False, reason="server/app.py (issue 10, periphery): responses still name server paths")
 def test_no_absolute_server_path_in_any_response(server: SimpleNamespace, world: SimpleNamespace) -> None:
     client = server.client
     added = client.post("/api/refs", files=upload("pathcheck.jpg", world.good[GOOD[1]].read_bytes()),
@@ -300,7 +299,6 @@ def test_no_absolute_server_path_in_any_response(server: SimpleNamespace, world:
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(strict=False, reason="server/app.py (issue 10, periphery): the API key is checked after the upload is parsed")
 def test_the_key_is_checked_before_the_upload_is_parsed(server: SimpleNamespace) -> None:
     r = server.client.post("/api/refs", content=b"--x\r\nnot a form", headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert r.status_code == 401, r.text
