@@ -183,7 +183,12 @@ class Identifier:
         from cover_id.identify.views import make_views, photo_features
 
         assert photo.image is not None
-        side = self.config.second_look_side
+        # Bound the pixels, not only the side: a square photo at 1600 x 1600 costs RootSIFT a third more
+        # memory than a 4:3 one (1600 x 1200), which the server's per-upload memory bound does not allow.
+        h, w = photo.image.shape[:2]
+        side = min(
+            self.config.second_look_side, int((self.config.second_look_side**2 * 0.75 * max(w, h) / min(w, h)) ** 0.5)
+        )
         image, back = self.read(photo.source, max_side=side)
         if max(image.shape[:2]) < 1.25 * max(photo.image.shape[:2]):
             return None  # the photo has no more pixels to give
