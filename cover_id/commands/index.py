@@ -30,7 +30,7 @@ def index(
     from rich.console import Console
 
     from cover_id.config import load_settings
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     settings = load_settings(
         {"encoder": encoder, "model": model, "pretrained": pretrained, "device": device, "threads": threads}

@@ -20,7 +20,7 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    from cover_id.index_store import IndexStore, describe_spec
+    from cover_id.index.store import IndexStore, describe_spec
 
     store = IndexStore.open(index)
     m = store.manifest

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cover_id.catalog import Reference, Skipped, load_metadata, scan_folder
+from cover_id.index.catalog import Reference, Skipped, load_metadata, scan_folder
 from cover_id.errors import CoverIdError, ImageError
 
 REF_MAX_SIDE = 1024  # references are decoded at most this large
@@ -83,7 +83,7 @@ def build_index(
     from cover_id.encoders import create_encoder, resolve_encoder_name
     from cover_id.features import extract_features
     from cover_id.imageio import read_image
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.progress import progress
     from cover_id.projection import load_projection
     from cover_id.runtime import set_threads
@@ -240,7 +240,7 @@ def build_index(
         projection=projection,
         raw=raw if projection else None,
     )
-    from cover_id.index_store import VOTER_MAX
+    from cover_id.index.store import VOTER_MAX
 
     store.manifest["voter"] = store.size <= VOTER_MAX
     if store.has_voter:
@@ -259,7 +259,7 @@ def _check_head(projection: Any, spec: dict[str, Any], dim: int, check_state: bo
     want = projection.encoder
     same_state = not check_state or want.get("fingerprint") in (None, spec.get("fingerprint"))
     if (want.get("name"), want.get("params")) != (spec.get("name"), spec.get("params")) or projection.in_dim != dim or not same_state:
-        from cover_id.index_store import describe_spec
+        from cover_id.index.store import describe_spec
 
         raise CoverIdError(
             f"projection head was trained for encoder {describe_spec(want)} ({projection.in_dim}-d), "

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cover_id.errors import CoverIdError
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -94,7 +94,7 @@ def suffix_for(data: bytes) -> str:
 
 def unique_id(store: "IndexStore", name: str) -> str:
     """A new URL-safe id from a name: ``dark-side``, ``dark-side-2``, ..."""
-    from cover_id.catalog import slug_id
+    from cover_id.index.catalog import slug_id
 
     base = slug_id(name.replace("/", " ").replace(".", " "))[:100] or "ref"
     candidate, n = base, 2
@@ -129,7 +129,7 @@ class Collection:
         """Embed one uploaded image and add it as a reference; persisted before it is visible."""
         from cover_id.features import extract_features
         from cover_id.imageio import read_image
-        from cover_id.indexer import REF_MAX_SIDE
+        from cover_id.index.build import REF_MAX_SIDE
         from cover_id.store_io import atomic_write
 
         name = name.strip()
