@@ -6,7 +6,9 @@ store, changes the copy, saves it (an atomic folder swap) and only then
 publishes it by assigning ``identifier.store``. Readers therefore never see a
 half-changed collection, and concurrent writers never lose each other's
 changes. Images added through the API are kept beside the index, in
-``<index>.added/``, because saving replaces the index folder as a whole.
+``<index>.added/`` (compaction replaces the index folder as a whole). A
+write commits one SQLite transaction (see :mod:`cover_id.index.disk`): it costs
+what it changes, not the size of the collection.
 """
 
 from __future__ import annotations
@@ -113,6 +115,18 @@ class Collection:
         self._write_lock = threading.Lock()
         self._stats: tuple["IndexStore", dict[str, Any]] | None = None
         self.writes = 0
+        self.cleaned = self.clean_leftovers()
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what killed writes left: stale staging folders, added images no reference uses."""
+        from cover_id.store_io import clean_stale
+
+        gone = clean_stale(self.index_path)
+        gone += orphan_images(self.store, self.added_dir)
+        for p in gone:
+            if p.is_file():
+                p.unlink(missing_ok=True)
+        return gone
 
     @property
     def store(self) -> "IndexStore":
@@ -223,6 +237,18 @@ class Collection:
         return out
 
 
+def orphan_images(store: "IndexStore", added_dir: Path) -> list[Path]:
+    """Files in ``added_dir`` that no reference of ``store`` points at (a write killed half-way)."""
+    if not added_dir.is_dir():
+        return []
+    used = set()
+    for r in store.records:
+        p = Path(r["filename"])
+        if p.is_absolute() and p.parent.resolve() == added_dir.resolve():
+            used.add(p.name)
+    return sorted(p for p in added_dir.iterdir() if p.is_file() and p.name not in used and not p.name.startswith("."))
+
+
 def _haystack(record: dict[str, Any]) -> str:
     parts = [str(v) for v in record.values() if isinstance(v, (str, int, float))]
     parts += [str(x) for v in record.values() if isinstance(v, list) for x in v]
@@ -265,7 +291,7 @@ def summarize(store: "IndexStore", added: int = 0) -> dict[str, Any]:
             elif entry["type"] != "number":
                 entry["top"] = {str(v): n for v, n in counts.most_common(5) if n > 1}
         fields[k] = entry
-    kp = [len(f) for f in store.features]
+    kp = store.keypoint_counts()
     return {
         "references": store.size,
         "added_via_api": added,
@@ -273,9 +299,9 @@ def summarize(store: "IndexStore", added: int = 0) -> dict[str, Any]:
         "dim": store.dim if store.size else store.manifest.get("dim"),
         "projection": store.manifest.get("projection"),
         "keypoints": {
-            "min": int(min(kp)) if kp else 0,
-            "median": float(np.median(kp)) if kp else 0.0,
-            "max": int(max(kp)) if kp else 0,
+            "min": int(kp.min()) if len(kp) else 0,
+            "median": float(np.median(kp)) if len(kp) else 0.0,
+            "max": int(kp.max()) if len(kp) else 0,
         },
         "updated": store.manifest.get("updated"),
         "fields": fields,
