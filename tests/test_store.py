@@ -208,3 +208,27 @@ def test_leftovers_of_killed_writes_are_reported_then_cleaned(built: Path, tmp_p
     assert sorted(Path(p).name for p in left) == [".idx.staging-999999999-abc", "orphan.jpg"]
     col = Collection(Identifier(IndexStore.open(built)), built)
     assert not stale.exists() and not (added / "orphan.jpg").exists() and len(col.cleaned) == 2
+
+
+@pytest.mark.slow
+def test_workers_and_ray_builds_equal_a_local_build(covers: Path, tmp_path: Path) -> None:
+    write_covers(covers, 4, start=30)
+    local = tmp_path / "local"
+    build_index(local, refs=covers, settings=LOCAL, show_progress=False)
+    want = _fingerprint(IndexStore.open(local))
+    procs = tmp_path / "procs"
+    build_index(procs, refs=covers, settings=LOCAL, show_progress=False, workers=2)
+    assert _fingerprint(IndexStore.open(procs)) == want
+    pytest.importorskip("ray")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a real local Ray instance, 2 CPUs
+    try:
+        on_ray = tmp_path / "ray"
+        build_index(on_ray, refs=covers, settings=LOCAL, show_progress=False, ray_address="auto")
+        assert ray.is_initialized()  # joined the running instance, left it running
+        assert _fingerprint(IndexStore.open(on_ray)) == want
+        g1, g2 = np.load(local / "global.npz"), np.load(on_ray / "global.npz")
+        assert np.array_equal(g1["basis"], g2["basis"])
+    finally:
+        ray.shutdown()

@@ -150,5 +150,10 @@ class LocalEncoder:
         return l2_normalize(v.reshape(1, -1))[0]
 
 
-# The vote shortlist lives with the index engine now; this name keeps old imports working.
-from cover_id.index.vote import DescriptorVoter  # noqa: E402,F401
+def __getattr__(name: str) -> Any:
+    """The vote shortlist lives with the index engine now; this name keeps old imports working."""
+    if name == "DescriptorVoter":
+        from cover_id.index.vote import DescriptorVoter
+
+        return DescriptorVoter
+    raise AttributeError(name)

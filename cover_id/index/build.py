@@ -126,6 +126,7 @@ class Extractor:
         self.ray_address = ray_address
         self._pool: Any = None
         self._ray: Any = None
+        self._started_ray = False
 
     def __enter__(self) -> "Extractor":
         if self.ray_address is not None:
@@ -137,6 +138,7 @@ class Extractor:
                 if addr is None and self.workers > 1:
                     kw["num_cpus"] = self.workers
                 ray.init(**kw)
+                self._started_ray = True
             self._ray = ray.remote(_extract_batch)
         elif self.workers > 1:
             import multiprocessing as mp
@@ -148,6 +150,10 @@ class Extractor:
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
 
     def map(self, paths: list[str], chunk: int) -> "Iterator[list[tuple[Features | None, str | None]]]":
         """Results per batch of ``chunk`` paths, in order."""

@@ -1,0 +1,221 @@
+"""How the index engine scales: build, disk, memory, latency, accuracy and writes at N references.
+
+Each size indexes the 100 DVD references + 258 real distractor covers + generated
+distractor covers up to N. Generated covers are compositions of crops of the
+``distractors/`` images with printed text (never of a reference, so none holds
+a piece of a true cover). For every size it prints: build rate, disk, RSS after
+open and peak RSS while identifying (measured in a fresh process), per-stage
+latency p50/p95 over the 100 DVD photos, accepted-correct / false accepts, the
+latency of adding and deleting one reference, and an incremental ``index`` run
+with one changed file.
+
+    python benchmarks/scale.py --sizes 1000,10000 [--photos 100] [--threads 2]
+
+Indexes are cached in ``.cache/bench/scale/``; building 10k+ takes a long time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import CACHE, DVD, percentile, require_data, truth
+
+SCALE = CACHE / "scale"
+WORDS = ("THE", "NIGHT", "RETURN", "OF", "LOST", "CITY", "DARK", "GOLD", "EDITION", "SPECIAL", "COLLECTOR",
+         "STORM", "RIVER", "HOUSE", "LEGEND", "WINTER", "PROMISE", "SECRET", "ROAD", "BLUE", "FIRE", "DVD")  # fmt: skip
+
+
+def make_distractor(k: int, sources: list[Path], out: Path) -> None:
+    """Cover k: 2-4 crops of distractor covers on a cover-shaped canvas, plus 1-3 lines of text."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1_000_003 * k + 7)
+    w, h = int(rng.integers(280, 360)), int(rng.integers(380, 480))
+    canvas = np.full((h, w, 3), rng.integers(0, 255, 3), np.uint8)
+    for _ in range(int(rng.integers(2, 5))):
+        src = cv2.imread(str(sources[int(rng.integers(len(sources)))]))
+        if src is None:
+            continue
+        sh, sw = src.shape[:2]
+        cw, ch = int(sw * rng.uniform(0.3, 0.8)), int(sh * rng.uniform(0.3, 0.8))
+        x0, y0 = int(rng.integers(0, sw - cw + 1)), int(rng.integers(0, sh - ch + 1))
+        crop = src[y0 : y0 + ch, x0 : x0 + cw]
+        tw, th = int(w * rng.uniform(0.4, 1.0)), int(h * rng.uniform(0.3, 0.7))
+        crop = cv2.resize(crop, (tw, th))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        px, py = int(rng.integers(0, w - tw + 1)), int(rng.integers(0, h - th + 1))
+        canvas[py : py + th, px : px + tw] = crop
+    for _ in range(int(rng.integers(1, 4))):
+        text = " ".join(rng.choice(WORDS, int(rng.integers(1, 4))))
+        scale = float(rng.uniform(0.6, 1.4))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        org = (int(rng.integers(0, w // 3)), int(rng.integers(30, h - 10)))
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, int(rng.integers(1, 4)), cv2.LINE_AA)
+    cv2.imwrite(str(out), canvas, [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
+def refs_for(n: int) -> Path:
+    """A folder of N reference images: references + distractors + generated distractors."""
+    dvd = require_data()
+    folder = SCALE / f"refs_{n}"
+    gen = SCALE / "generated"
+    gen.mkdir(parents=True, exist_ok=True)
+    sources = sorted((dvd / "distractors").iterdir())
+    for sub in ("references", "distractors"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((dvd / sub).iterdir()):
+            link = folder / sub / f.name
+            if not link.exists():
+                os.symlink(f, link)
+    n_gen = max(0, n - 100 - len(sources))
+    (folder / "generated").mkdir(exist_ok=True)
+    for k in range(n_gen):
+        f = gen / f"gen_{k:07d}.jpg"
+        if not f.exists():
+            make_distractor(k, sources, f)
+        link = folder / "generated" / f.name
+        if not link.exists():
+            os.symlink(f, link)
+    return folder
+
+
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+MEASURE = r"""
+import json, resource, sys, time
+from pathlib import Path
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+base = rss()
+t = time.perf_counter()
+from cover_id.index.store import IndexStore
+from cover_id.pipeline import Identifier
+store = IndexStore.open(Path(sys.argv[1]))
+t_open = time.perf_counter() - t
+ident = Identifier(store, {"threads": int(sys.argv[3])})
+after_open = rss()
+pairs = json.loads(sys.argv[2])
+by_file = {r["filename"]: r["id"] for r in store.records}
+stages, ok, fa = {}, 0, 0
+for k, (photo, ref) in enumerate(pairs):
+    r = ident.identify(photo)
+    if k == 0:
+        continue  # the first query loads the vote index
+    for key, v in r["timings_ms"].items():
+        stages.setdefault(key, []).append(v)
+    good = r["match"] is not None and r["match"]["id"] == by_file[ref]
+    ok += good and r["decision"] == "accept"
+    fa += (not good) and r["decision"] == "accept"
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"open_s": t_open, "rss_import": base, "rss_open": after_open, "rss_peak": peak,
+                  "stages": stages, "accepted_correct": ok, "false_accepts": fa, "photos": len(pairs) - 1}))
+"""
+
+
+def measure(index: Path, photos: int, threads: int) -> dict:
+    pairs = truth()[:photos]
+    pairs = [pairs[0]] + pairs  # a warm-up query that is not counted
+    arg = json.dumps([[str(p), r] for p, r in pairs])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def writes(index: Path, refs: Path, threads: int) -> dict:
+    """Latency of one add and one delete through the store (what serve does), and of an incremental index run."""
+    from cover_id.features import extract_features
+    from cover_id.imageio import read_image
+    from cover_id.index.build import build_index
+    from cover_id.index.store import IndexStore
+
+    store = IndexStore.open(index)
+    enc = store.create_encoder()
+    img = read_image(DVD / "references" / sorted(os.listdir(DVD / "references"))[0], max_side=1024)
+    adds, dels = [], []
+    for k in range(5):
+        t = time.perf_counter()
+        feats = extract_features(img)
+        raw = enc.encode_features([feats])[0]
+        new = store.copy()
+        new.add({"id": f"scale-add-{k}", "name": "x", "filename": f"/nonexistent/scale-add-{k}.jpg"}, raw, feats, "0" * 64)
+        new.save()
+        adds.append(time.perf_counter() - t)
+        store = new
+    for k in range(5):
+        t = time.perf_counter()
+        new = store.copy()
+        new.remove(f"scale-add-{k}")
+        new.save()
+        dels.append(time.perf_counter() - t)
+        store = new
+    changed = next((refs / "generated").iterdir(), None) or next((refs / "distractors").iterdir())
+    target = changed.resolve()
+    st = target.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000), follow_symlinks=True)
+    t = time.perf_counter()
+    rep = build_index(index, refs=refs, settings={"encoder": "local", "threads": threads}, show_progress=False)
+    inc = time.perf_counter() - t
+    return {"add_ms": [a * 1e3 for a in adds], "delete_ms": [d * 1e3 for d in dels], "incremental_s": inc,
+            "incremental_embedded": rep.embedded}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000")
+    ap.add_argument("--photos", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+    from cover_id.index.build import build_index
+
+    print(f"machine: {os.cpu_count()} cores visible, threads {args.threads}; photos: first {args.photos} DVD photos")
+    for n in [int(x) for x in args.sizes.split(",")]:
+        refs = refs_for(n)
+        index = SCALE / f"index_{n}"
+        build_s = None
+        if args.rebuild or not (index / "manifest.json").is_file():
+            shutil.rmtree(index, ignore_errors=True)
+            t = time.perf_counter()
+            rep = build_index(index, refs=refs, settings={"encoder": "local", "threads": args.threads},
+                              show_progress=True, workers=args.workers)  # fmt: skip
+            build_s = time.perf_counter() - t
+            print(f"[{n}] built {rep.indexed} references in {build_s:.0f}s ({rep.indexed / build_s:.1f} refs/s)")
+        m = measure(index, args.photos, args.threads)
+        w = writes(index, refs, args.threads)
+        st = {k: (percentile(v, 50), percentile(v, 95)) for k, v in m["stages"].items()}
+        size = ref_count(index)
+        print(f"[{n}] references {size}, disk {disk_mb(index):.0f} MiB, open {m['open_s']:.2f}s, "
+              f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, peak while identifying {m['rss_peak']:.0f} MiB")  # fmt: skip
+        print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
+        print(f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, false accepts {m['false_accepts']}")
+        print(f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
+              f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); `index` with one changed file "
+              f"{w['incremental_s']:.1f}s (embedded {w['incremental_embedded']})")  # fmt: skip
+        print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **{k: v for k, v in m.items() if k != "stages"},
+                          "stages": {k: list(v) for k, v in st.items()}, **w}), flush=True)  # fmt: skip
+
+
+def ref_count(index: Path) -> int:
+    from cover_id.index.store import IndexStore
+
+    return IndexStore.open(index).size
+
+
+if __name__ == "__main__":
+    main()
