@@ -174,9 +174,101 @@ def writes(index: Path, refs: Path, threads: int) -> dict:
             "incremental_embedded": rep.embedded}  # fmt: skip
 
 
+SYNTH_MEASURE = r"""
+import json, sys, time
+import numpy as np
+from pathlib import Path
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+import faiss
+from cover_id.index.store import IndexStore
+base = rss()
+t = time.perf_counter()
+store = IndexStore.open(Path(sys.argv[1]))
+t_open = time.perf_counter() - t
+after = rss()
+queries = np.load(sys.argv[2])
+lat = []
+for q in queries:
+    t = time.perf_counter()
+    store.search(q[None, :], 25)
+    lat.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after, "rss_after_search": rss(),
+                  "search_ms": [float(np.percentile(lat, 50)), float(np.percentile(lat, 95))]}))
+"""
+
+
+def synthetic(n: int, source: Path, threads: int) -> None:
+    """An index folder of ``n`` references whose vectors are sampled from ``source``'s real ones (+ noise).
+
+    Only what opening and global search need is synthetic: records in SQLite, the compact
+    candidate index. It measures open time, memory and search latency at sizes that cannot
+    be built on this machine in a session; keypoints and votes are not part of it.
+    """
+    import numpy as np
+
+    from cover_id.features import extract_features
+    from cover_id.imageio import read_image
+    from cover_id.index.disk import create_disk
+    from cover_id.index.search import GlobalIndex, pick_kind
+    from cover_id.index.store import IndexStore
+
+    real = IndexStore.open(source)
+    folder = SCALE / f"synthetic_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    disk = create_disk(folder, real._disk.dim, None)
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    with disk.transaction() as db:
+        for a in range(0, n, 100_000):
+            rows = [(i, f"synthetic-{i:07d}", f"synthetic/{i:07d}.jpg", None, None, None,
+                     json.dumps({"id": f"synthetic-{i:07d}", "name": f"Synthetic {i}", "filename": f"synthetic/{i:07d}.jpg"}),
+                     0, 0, 320, 400, 1) for i in range(a, min(n, a + 100_000))]  # fmt: skip
+            db.executemany("INSERT INTO refs(slot, id, filename, sha256, size, mtime_ns, record, kp_off, kp_n, w, h, has_vec)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)  # fmt: skip
+    t_db = time.perf_counter() - t
+    g_real = real._global()
+    base = g_real.project(np.asarray(real.embeddings))  # (N_real, d) compact real vectors
+    d = base.shape[1]
+
+    def sample(m: int, seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    t = time.perf_counter()
+    kind = pick_kind(n)
+    train = sample(min(n, 200_000), 1)
+    g = GlobalIndex.build(None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train)
+    g.basis = g_real.basis
+    t_index = time.perf_counter() - t
+    np.savez(folder / "global.npz", **g.state())
+    manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
+    manifest.update(format=2, count=n, voter=False, search=g.describe())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(source / "encoder_state.npz", folder / "encoder_state.npz")
+    disk.close()
+    enc = real.create_encoder()
+    qs = [real.embed(enc.encode_features([extract_features(read_image(p, max_side=1600))]))[0] for p, _ in truth()[:50]]
+    np.save(SCALE / "queries.npy", np.asarray(qs, np.float32))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
+          f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, after open "
+          f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
+          f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)")  # fmt: skip
+    print(json.dumps({"synthetic": n, "kind": kind, **m}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000")
+    ap.add_argument("--synthetic", type=int, default=0, help="also measure open/memory/search on N synthetic references")
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
@@ -184,6 +276,7 @@ def main() -> None:
     args = ap.parse_args()
     from cover_id.index.build import build_index
 
+    last = None
     print(f"machine: {os.cpu_count()} cores visible, threads {args.threads}; photos: first {args.photos} DVD photos")
     for n in [int(x) for x in args.sizes.split(",")]:
         refs = refs_for(n)
@@ -207,8 +300,11 @@ def main() -> None:
         print(f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
               f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); `index` with one changed file "
               f"{w['incremental_s']:.1f}s (embedded {w['incremental_embedded']})")  # fmt: skip
+        last = index
         print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **{k: v for k, v in m.items() if k != "stages"},
                           "stages": {k: list(v) for k, v in st.items()}, **w}), flush=True)  # fmt: skip
+    if args.synthetic and last is not None:
+        synthetic(args.synthetic, last, args.threads)
 
 
 def ref_count(index: Path) -> int:
