@@ -21,7 +21,7 @@ def test_build_writes_every_part(covers: Path, tmp_path: Path) -> None:
     report = build_index(out, refs=covers, settings=LOCAL, show_progress=False)
     assert report.indexed == 6 and report.embedded == 6 and report.images_per_second > 0
     names = {p.name for p in out.iterdir()}
-    assert {"manifest.json", "refs.db", "vectors.f32", "keypoints.bin", "global.npz", "voter.npz"} <= names
+    assert {"manifest.json", "refs.db", "vectors.f32", "keypoints.bin", "global.npz", "voter.faiss"} <= names
     assert "encoder_state.npz" in names  # the local codebook travels with the index
     m = json.loads((out / "manifest.json").read_text())
     assert m["format"] == 2 and m["count"] == 6 and m["encoder"]["name"] == "local"

@@ -232,3 +232,24 @@ def test_workers_and_ray_builds_equal_a_local_build(covers: Path, tmp_path: Path
         assert np.array_equal(g1["basis"], g2["basis"])
     finally:
         ray.shutdown()
+
+
+def test_memory_mapped_voter_with_added_references_votes_like_one_index(covers: Path, tmp_path: Path) -> None:
+    from cover_id.features import extract_features
+    from cover_id.index.vote import DescriptorVoter
+
+    import cv2
+
+    write_covers(covers, 30, start=10)
+    feats = [extract_features(cv2.imread(str(p))) for p in sorted(covers.glob("*.jpg"))]
+    for ivf_above in (10**9, 2000):  # exact, and IVF-SQ8
+        whole = DescriptorVoter(ivf_above=ivf_above)
+        whole.fit(feats[:20])
+        saved = tmp_path / f"voter{ivf_above}.faiss"
+        whole.save(str(saved))
+        whole.add(feats[20:])
+        mapped = DescriptorVoter.load(str(saved), 20, ivf_above=ivf_above)
+        mapped.add(feats[20:])
+        assert mapped.n_refs == whole.n_refs == len(feats)
+        for q in feats[::5]:
+            np.testing.assert_array_equal(mapped.votes(q), whole.votes(q))

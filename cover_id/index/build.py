@@ -209,7 +209,8 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
         with progress(1, "vote index", show) as advance:
             voter = DescriptorVoter()
             voter.fit([disk.features(int(s)) for s in all_slots])
-            _save_npz(disk.path / "voter.npz", voter.state(), atomic_write)
+            voter.save(str(disk.path / "voter.faiss"))  # the folder is published as a whole afterwards
+            manifest["voter_covered"] = int(n)
             advance()
 
 

@@ -9,7 +9,7 @@ Layout::
     vectors.f32       encoder vectors, row ``slot`` at ``slot * dim * 4``
     embeddings.f32    index-space vectors (only when a projection head is applied)
     global.npz        checkpoint of the compact candidate index (covers slots < its count)
-    voter.npz         checkpoint of the keypoint-vote index (covers slots < its count)
+    voter.faiss       keypoint-vote index, memory-mapped (covers slots < manifest voter_covered)
     encoder_state.npz state the encoder learned (local codebook); projection.npz: the head
 
 A write appends to the segment files past the committed ends, fsyncs them, then

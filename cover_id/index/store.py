@@ -442,18 +442,16 @@ class IndexStore:
             with disk.search_lock.write():
                 v = disk.shared.get("voter")
                 if v is None:
-                    v = DescriptorVoter()
-                    ck = disk.path / "voter.npz"
+                    ck = disk.path / "voter.faiss"
+                    end = disk.next_slot()
                     if ck.is_file():
-                        with np.load(ck, allow_pickle=False) as z:
-                            v.load_state({k: z[k] for k in z.files})
-                        start = v.n_refs
-                        end = disk.next_slot()
-                        feats = [disk.features(s) for s in range(start, end)]
+                        covered = int(self.manifest.get("voter_covered", 0))
+                        v = DescriptorVoter.load(str(ck), covered)
+                        feats = [disk.features(s) for s in range(covered, end)]
                         if feats:
                             v.add(feats)
                     else:
-                        end = disk.next_slot()
+                        v = DescriptorVoter()
                         v.fit([disk.features(s) for s in range(end)])
                     disk.shared["voter"] = v
         return _SnapshotVoter(self, v)
@@ -609,9 +607,8 @@ class IndexStore:
 
         disk = self._disk
         with disk.search_lock.read():
-            g = disk.shared.get("global")
-            v = disk.shared.get("voter")
-            parts = [("global.npz", g.state() if g is not None else None), ("voter.npz", v.state() if v is not None else None)]
+            g = disk.shared.get("global")  # the vote index is only rewritten by compaction (it can be large)
+            parts = [("global.npz", g.state() if g is not None else None)]
         for name, state in parts:
             if state is None:
                 continue

@@ -42,6 +42,37 @@ class DescriptorVoter:
         self.seed = seed
         self.index: faiss.Index | None = None
         self.slots = np.zeros(0, np.int64)
+        self.extra: faiss.Index | None = None  # references added to a memory-mapped (read-only) index
+        self._mapped = False
+        self._keep: list[Any] = []
+
+    def save(self, path: str) -> None:
+        """Write the index for :meth:`load` (one file, its inverted lists memory-mappable)."""
+        if self.index is None or self.extra is not None:
+            raise ValueError("only a freshly fitted voter can be saved")
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: str, n_refs: int, **kw: Any) -> "DescriptorVoter":
+        """Memory-map a saved index covering slots ``0..n_refs-1``: only the lists a query probes are read."""
+        v = cls(**kw)
+        v.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+        v.slots = np.arange(n_refs, dtype=np.int64)
+        v._mapped = True
+        return v
+
+    def _empty_like(self) -> faiss.Index:
+        """An empty index with the same trained coarse quantizer and scalar quantizer."""
+        src = self.index
+        if isinstance(src, faiss.IndexIVFScalarQuantizer):
+            q = faiss.IndexFlatL2(128)
+            q.add(src.quantizer.reconstruct_n(0, src.nlist))
+            out = faiss.IndexIVFScalarQuantizer(q, 128, src.nlist, faiss.ScalarQuantizer.QT_8bit)
+            out.sq = src.sq
+            out.is_trained = True
+            self._keep.append(q)
+            return out
+        return faiss.IndexIDMap(faiss.IndexFlatL2(128))
 
     def fit(self, features: list[Features]) -> None:
         """Index every descriptor of the references (reference i = features[i])."""
@@ -74,9 +105,12 @@ class DescriptorVoter:
             raise ValueError("voter is not fitted")
         next_slot = int(self.slots.max()) + 1 if len(self.slots) else 0
         new = np.arange(next_slot, next_slot + len(features), dtype=np.int64)
+        if self._mapped and self.extra is None:
+            self.extra = self._empty_like()
+        target = self.extra if self._mapped else self.index
         for f, slot in zip(features, new):
             if len(f):
-                self.index.add_with_ids(desc_float(f.desc), np.full(len(f), slot, dtype=np.int64))
+                target.add_with_ids(desc_float(f.desc), np.full(len(f), slot, dtype=np.int64))
         self.slots = np.concatenate([self.slots, new])
 
     def remove(self, row: int) -> None:
@@ -84,6 +118,8 @@ class DescriptorVoter:
         if self.index is None:
             raise ValueError("voter is not fitted")
         slot = int(self.slots[row])
+        if self._mapped:
+            raise ValueError("a memory-mapped voter is read-only: mask removed references instead")
         self.index.remove_ids(faiss.IDSelectorRange(slot, slot + 1))
         self.slots = np.delete(self.slots, row)
 
@@ -92,10 +128,8 @@ class DescriptorVoter:
         out = np.zeros(self.n_refs, np.float32)
         if self.index is None or len(query) == 0 or self.index.ntotal == 0:
             return out
-        if isinstance(self.index, faiss.IndexIVF):
-            self.index.nprobe = self.nprobe
-        k = int(min(self.k, self.index.ntotal))
-        dist, ids = self.index.search(desc_float(query.desc), k)
+        k = int(min(self.k, self.index.ntotal + (self.extra.ntotal if self.extra is not None else 0)))
+        dist, ids = self._search(desc_float(query.desc), k)
         limit = (self.ratio**2) * dist[:, k - 1 : k] if k > 1 else np.full((len(ids), 1), np.inf)
         row_of_slot = np.full(int(self.slots.max()) + 2 if len(self.slots) else 1, -1, np.int64)
         row_of_slot[self.slots] = np.arange(len(self.slots))
@@ -106,6 +140,22 @@ class DescriptorVoter:
         pairs = np.unique(rows[ok] * np.int64(self.n_refs + 1) + rows_hit[ok])
         np.add.at(out, pairs % (self.n_refs + 1), 1.0)
         return out
+
+    def _search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest reference descriptors, over the main index and the added ones."""
+        parts = []
+        for index in (self.index, self.extra):
+            if index is None or index.ntotal == 0:
+                continue
+            if isinstance(index, faiss.IndexIVF):
+                index.nprobe = self.nprobe
+            parts.append(index.search(x, k))
+        if len(parts) == 1:
+            return parts[0]
+        dist = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
 
     def shortlist(self, query: Features, top: int = 25) -> list[tuple[int, float]]:
         """Best ``top`` (reference index, votes), most votes first; zero-vote refs left out."""
