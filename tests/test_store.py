@@ -253,3 +253,18 @@ def test_memory_mapped_voter_with_added_references_votes_like_one_index(covers: 
         assert mapped.n_refs == whole.n_refs == len(feats)
         for q in feats[::5]:
             np.testing.assert_array_equal(mapped.votes(q), whole.votes(q))
+
+
+def test_compact_command(built: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cover_id.cli import app
+
+    store = IndexStore.open(built)
+    store.remove("cover-004")
+    store.save()
+    assert IndexStore.open(built).dead == 1
+    res = CliRunner().invoke(app, ["index", "--out", str(built), "--compact"])
+    assert res.exit_code == 0 and "1 deleted" in res.output, res.output
+    again = IndexStore.open(built)
+    assert again.dead == 0 and again.size == 5 and again.index_of("cover-004") is None

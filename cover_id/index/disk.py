@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS refs(
 CREATE UNIQUE INDEX IF NOT EXISTS live_id ON refs(id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS by_id ON refs(id);
 CREATE INDEX IF NOT EXISTS by_file ON refs(filename);
+CREATE INDEX IF NOT EXISTS by_deleted ON refs(deleted);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
