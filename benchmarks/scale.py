@@ -130,7 +130,9 @@ def measure(index: Path, photos: int, threads: int) -> dict:
     pairs = [pairs[0]] + pairs  # a warm-up query that is not counted
     arg = json.dumps([[str(p), r] for p, r in pairs])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env
+    )
     if out.returncode:
         sys.exit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -152,7 +154,9 @@ def writes(index: Path, refs: Path, threads: int) -> dict:
         feats = extract_features(img)
         raw = enc.encode_features([feats])[0]
         new = store.copy()
-        new.add({"id": f"scale-add-{k}", "name": "x", "filename": f"/nonexistent/scale-add-{k}.jpg"}, raw, feats, "0" * 64)
+        new.add(
+            {"id": f"scale-add-{k}", "name": "x", "filename": f"/nonexistent/scale-add-{k}.jpg"}, raw, feats, "0" * 64
+        )
         new.save()
         adds.append(time.perf_counter() - t)
         store = new
@@ -222,15 +226,18 @@ def synthetic(n: int, source: Path, threads: int) -> None:
     folder = SCALE / f"synthetic_{n}"
     shutil.rmtree(folder, ignore_errors=True)
     disk = create_disk(folder, real._disk.dim, None)
-    rng = np.random.default_rng(0)
     t = time.perf_counter()
     with disk.transaction() as db:
         for a in range(0, n, 100_000):
-            rows = [(i, f"synthetic-{i:07d}", f"synthetic/{i:07d}.jpg", None, None, None,
-                     json.dumps({"id": f"synthetic-{i:07d}", "name": f"Synthetic {i}", "filename": f"synthetic/{i:07d}.jpg"}),
-                     0, 0, 320, 400, 1) for i in range(a, min(n, a + 100_000))]  # fmt: skip
-            db.executemany("INSERT INTO refs(slot, id, filename, sha256, size, mtime_ns, record, kp_off, kp_n, w, h, has_vec)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)  # fmt: skip
+            rows = []
+            for i in range(a, min(n, a + 100_000)):
+                rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
+                rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
+            db.executemany(
+                "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
+                " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
+                rows,
+            )
     t_db = time.perf_counter() - t
     g_real = real._global()
     base = g_real.project(np.asarray(real.embeddings))  # (N_real, d) compact real vectors
@@ -257,12 +264,18 @@ def synthetic(n: int, source: Path, threads: int) -> None:
     qs = [real.embed(enc.encode_features([extract_features(read_image(p, max_side=1600))]))[0] for p, _ in truth()[:50]]
     np.save(SCALE / "queries.npy", np.asarray(qs, np.float32))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if out.returncode:
         sys.exit(out.stderr[-3000:])
     m = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
-          f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, after open "
+          f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
+          f"after open "
           f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
           f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)")  # fmt: skip
     print(json.dumps({"synthetic": n, "kind": kind, **m}), flush=True)
@@ -271,7 +284,9 @@ def synthetic(n: int, source: Path, threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000")
-    ap.add_argument("--synthetic", type=int, default=0, help="also measure open/memory/search on N synthetic references")
+    ap.add_argument(
+        "--synthetic", type=int, default=0, help="also measure open/memory/search on N synthetic references"
+    )
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
@@ -297,15 +312,21 @@ def main() -> None:
         st = {k: (percentile(v, 50), percentile(v, 95)) for k, v in m["stages"].items()}
         size = ref_count(index)
         print(f"[{n}] references {size}, disk {disk_mb(index):.0f} MiB, open {m['open_s']:.2f}s, "
-              f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, peak while identifying {m['rss_peak']:.0f} MiB")  # fmt: skip
+              f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, "
+              f"peak while identifying {m['rss_peak']:.0f} MiB")  # fmt: skip
         print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
-        print(f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, false accepts {m['false_accepts']}")
+        print(
+            f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, "
+            f"false accepts {m['false_accepts']}"
+        )
+        runs = ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items())
         print(f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
-              f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); `cover-id index` re-run with one "
-              + ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items()))  # fmt: skip
+              f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); "
+              f"`cover-id index` re-run with one {runs}")  # fmt: skip
         last = index
-        print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **{k: v for k, v in m.items() if k != "stages"},
-                          "stages": {k: list(v) for k, v in st.items()}, **w}), flush=True)  # fmt: skip
+        figures = {k: v for k, v in m.items() if k != "stages"}
+        stages = {k: list(v) for k, v in st.items()}
+        print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **figures, "stages": stages, **w}))
     if args.synthetic and last is not None:
         synthetic(args.synthetic, last, args.threads)
 

@@ -26,7 +26,12 @@ def _fingerprint(store: IndexStore) -> dict[str, tuple]:
     out = {}
     for i, r in enumerate(store.records):
         f = store.features[i]
-        out[r["id"]] = (json.dumps(r, sort_keys=True), store.raw_embeddings[i].tobytes(), f.desc.tobytes(), f.xy.tobytes())
+        out[r["id"]] = (
+            json.dumps(r, sort_keys=True),
+            store.raw_embeddings[i].tobytes(),
+            f.desc.tobytes(),
+            f.xy.tobytes(),
+        )
     return out
 
 
@@ -52,7 +57,14 @@ def test_add_remove_compact_on_the_store(built: Path) -> None:
     snap.save()
     again = IndexStore.open(built)
     assert again.size == 6 and again.dead == 1 and again.index_of("cover-002") is None
-    assert [r["id"] for r in again.records] == ["cover-000", "cover-001", "cover-003", "cover-004", "cover-005", "extra"]
+    assert [r["id"] for r in again.records] == [
+        "cover-000",
+        "cover-001",
+        "cover-003",
+        "cover-004",
+        "cover-005",
+        "extra",
+    ]
     _, idx = again.search(again.embeddings[[1]], 6)
     assert 1 in idx[0] and all(i < 6 for i in idx[0])  # tombstoned slot never comes back as a row
     assert again.voter().shortlist(again.features[2], 1)[0][0] == 2
@@ -88,7 +100,9 @@ def test_incremental_index_touches_only_what_changed(covers: Path, built: Path) 
 def test_format_1_index_says_how_to_rebuild_and_index_converts_it(covers: Path, tmp_path: Path) -> None:
     old = tmp_path / "v1"
     old.mkdir()
-    (old / "manifest.json").write_text(json.dumps({"format": 1, "refs_root": str(covers), "calibration": {"accept_score": 9.0}}))
+    (old / "manifest.json").write_text(
+        json.dumps({"format": 1, "refs_root": str(covers), "calibration": {"accept_score": 9.0}})
+    )
     (old / "embeddings.npz").write_bytes(b"")
     with pytest.raises(CoverIdError, match=r"format-1 index.*cover-id index --refs"):
         IndexStore.open(old)
@@ -163,7 +177,8 @@ def test_interrupted_build_resumes(covers: Path, tmp_path: Path) -> None:
             return real(path)
         b.extract_one = slow
         b.BATCH = 4
-        b.build_index(Path({str(out)!r}), refs=Path({str(covers)!r}), settings={{"encoder": "local"}}, show_progress=False)
+        b.build_index(Path({str(out)!r}), refs=Path({str(covers)!r}), settings={{"encoder": "local"}},
+                      show_progress=False)
     """
     proc = subprocess.Popen(_python(code), cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     building = tmp_path / ".idx.building" / "refs.db"
@@ -235,10 +250,10 @@ def test_workers_and_ray_builds_equal_a_local_build(covers: Path, tmp_path: Path
 
 
 def test_memory_mapped_voter_with_added_references_votes_like_one_index(covers: Path, tmp_path: Path) -> None:
+    import cv2
+
     from cover_id.features import extract_features
     from cover_id.index.vote import DescriptorVoter
-
-    import cv2
 
     write_covers(covers, 30, start=10)
     feats = [extract_features(cv2.imread(str(p))) for p in sorted(covers.glob("*.jpg"))]

@@ -55,9 +55,13 @@ def info(
         return
     console = Console()
     console.print(f"[bold]{index}[/]: {store.size} references, {store.dim}-d vectors")
-    console.print(f"encoder     {describe_spec(m['encoder'])}  weights={m['encoder'].get('weights', '-')}", highlight=False)
+    console.print(
+        f"encoder     {describe_spec(m['encoder'])}  weights={m['encoder'].get('weights', '-')}", highlight=False
+    )
     proj = m.get("projection")
-    console.print(f"projection  {proj['fingerprint'] + ' (' + str(proj['in_dim']) + '->' + str(proj['out_dim']) + ')' if proj else 'none'}")
+    console.print(
+        f"projection  {proj['fingerprint'] + ' (' + str(proj['in_dim']) + '->' + str(proj['out_dim']) + ')' if proj else 'none'}"
+    )
     cal = m.get("calibration")
     console.print(f"calibration {json.dumps(cal) if cal else 'none (built-in thresholds)'}", highlight=False)
     console.print(f"keypoints   {n_kp} ({n_kp / max(store.size, 1):.0f} per reference)")

@@ -20,9 +20,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError, ImageError
 from cover_id.index.catalog import Reference, Skipped, load_metadata, scan_folder
@@ -200,7 +201,9 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
         tpick = live[np.linspace(0, len(live) - 1, min(50_000, len(live))).astype(np.int64)]
         train = disk.vectors(np.unique(tpick), which)
     with progress(1, "search index", show) as advance:
-        g = GlobalIndex.build(basis, int(manifest["dim"]), n, disk.all_vectors(all_slots, which) if n else iter(()), train)
+        g = GlobalIndex.build(
+            basis, int(manifest["dim"]), n, disk.all_vectors(all_slots, which) if n else iter(()), train
+        )
         advance()
     manifest["search"] = g.describe()
     _save_npz(disk.path / "global.npz", g.state(), atomic_write)
@@ -257,7 +260,9 @@ def write_store(folder: Path, store: "IndexStore", projection: Any = "same", sho
     try:
         meta = {}
         if len(store._live):
-            for slot, sha, size, mtime in store._disk.query("SELECT slot, sha256, size, mtime_ns FROM refs WHERE deleted = 0"):
+            for slot, sha, size, mtime in store._disk.query(
+                "SELECT slot, sha256, size, mtime_ns FROM refs WHERE deleted = 0"
+            ):
                 meta[slot] = (sha, (size, mtime) if size is not None else None)
         rows = list(range(store.size))
         n_live = len(store._live)
@@ -413,7 +418,9 @@ def _duplicates(pairs: list[tuple[str, str | None]], report: BuildReport) -> Non
             first[sha] = filename
 
 
-def _base_manifest(job: _Job, root: Path, refs: Path | None, metadata: Path | None, created: str | None) -> dict[str, Any]:
+def _base_manifest(
+    job: _Job, root: Path, refs: Path | None, metadata: Path | None, created: str | None
+) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     p = job.projection
     return {
@@ -429,10 +436,15 @@ def _base_manifest(job: _Job, root: Path, refs: Path | None, metadata: Path | No
 
 
 def _fresh(
-    job: _Job, out: Path, catalog: list[Reference], root: Path, refs: Path | None, metadata: Path | None, calibration: Any
+    job: _Job,
+    out: Path,
+    catalog: list[Reference],
+    root: Path,
+    refs: Path | None,
+    metadata: Path | None,
+    calibration: Any,
 ) -> None:
     """Build into ``.<out>.building`` (resuming what an interrupted run left), then swap it in."""
-    import numpy as np
 
     from cover_id.index.disk import Disk, create_disk
     from cover_id.progress import progress
@@ -441,7 +453,8 @@ def _fresh(
     report = job.report
     building = out.parent / f".{out.name}.building"
     want = {"encoder": job.encoder.spec()["name"], "params": job.encoder.spec().get("params"),
-            "weights": job.encoder.spec().get("weights"), "projection": job.projection.fingerprint if job.projection else None}  # fmt: skip
+            "weights": job.encoder.spec().get("weights"),
+            "projection": job.projection.fingerprint if job.projection else None}  # fmt: skip
     plan = building / "build.json"
     if building.exists():
         try:
@@ -498,7 +511,13 @@ def _fresh(
     publish_dir(building, out)
 
 
-def _extract_and_append(job: _Job, disk: "Disk", todo: "list[tuple[Reference, str, tuple[int, int]]]", vectors: bool, replace: dict[str, int] | None = None) -> None:
+def _extract_and_append(
+    job: _Job,
+    disk: "Disk",
+    todo: "list[tuple[Reference, str, tuple[int, int]]]",
+    vectors: bool,
+    replace: dict[str, int] | None = None,
+) -> None:
     """Phase 1: features (+ vectors when no fitting is needed), committed batch by batch."""
     from cover_id.progress import progress
 
@@ -577,7 +596,9 @@ def _encode_pending(job: _Job, disk: "Disk") -> None:
             advance(len(part))
 
 
-def _incremental(job: _Job, old: "IndexStore", catalog: list[Reference], root: Path, refs: Path | None, metadata: Path | None) -> None:
+def _incremental(
+    job: _Job, old: "IndexStore", catalog: list[Reference], root: Path, refs: Path | None, metadata: Path | None
+) -> None:
     """Append new/changed files and tombstone deleted ones, in transactions on the live index."""
     from cover_id.progress import progress
 
@@ -633,6 +654,7 @@ def _incremental(job: _Job, old: "IndexStore", catalog: list[Reference], root: P
     manifest.update(keep)
     if report.embedded:
         manifest["calibration"] = None  # thresholds were measured on other vectors
+    assert old.path is not None
     store = type(old).open(old.path)  # a snapshot that sees the committed rows
     store.manifest.update({k: v for k, v in manifest.items()})
     store.save()
@@ -644,7 +666,11 @@ def _check_head(projection: Any, spec: dict[str, Any], dim: int, check_state: bo
     """A head only makes sense on the encoder (and learned codebook) it was trained on."""
     want = projection.encoder
     same_state = not check_state or want.get("fingerprint") in (None, spec.get("fingerprint"))
-    if (want.get("name"), want.get("params")) != (spec.get("name"), spec.get("params")) or projection.in_dim != dim or not same_state:
+    if (
+        (want.get("name"), want.get("params")) != (spec.get("name"), spec.get("params"))
+        or projection.in_dim != dim
+        or not same_state
+    ):
         from cover_id.index.store import describe_spec
 
         raise CoverIdError(

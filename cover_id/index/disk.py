@@ -25,14 +25,20 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 
     from cover_id.features import Features
 
+# One row to append: record, raw vector or None, index-space vector or None, features,
+# sha256 or None, (size, mtime_ns) of the source file or None.
+Item = tuple[
+    dict[str, Any], "np.ndarray | None", "np.ndarray | None", "Features", "str | None", "tuple[int, int] | None"
+]
 KP_BYTES = 8 + 128  # one keypoint: xy float32 x2 + descriptor uint8 x128
 
 SCHEMA = """
@@ -164,7 +170,8 @@ class Disk:
         nxt = next(wanted, None)
         with self.db_lock:
             rows = self.db.execute(
-                "SELECT slot, record FROM refs WHERE slot BETWEEN ? AND ? ORDER BY slot", (int(slots[0]), int(slots[-1]))
+                "SELECT slot, record FROM refs WHERE slot BETWEEN ? AND ? ORDER BY slot",
+                (int(slots[0]), int(slots[-1])),
             ).fetchall()
         for slot, rec in rows:
             if nxt is None:
@@ -197,7 +204,7 @@ class Disk:
         """Rows of the raw (``vectors.f32``) or index-space (``embeddings.f32``) segment."""
         import numpy as np
 
-        fd, dim = (self.emb_fd, self.emb_dim) if which == "emb" and self.emb_fd is not None else (self.vec_fd, self.dim)
+        fd, dim = self._segment(which)
         out = np.empty((len(slots), dim), np.float32)
         row = dim * 4
         for j, s in enumerate(np.asarray(slots, np.int64)):
@@ -207,11 +214,17 @@ class Disk:
             out[j] = np.frombuffer(data, np.float32)
         return out
 
+    def _segment(self, which: str) -> tuple[int, int]:
+        """(file descriptor, row size) of the raw or index-space vector segment."""
+        if which == "emb" and self.emb_fd is not None:
+            return self.emb_fd, int(self.emb_dim or 0)
+        return self.vec_fd, self.dim
+
     def all_vectors(self, slots: "np.ndarray", which: str = "raw", chunk: int = 4096) -> Iterator["np.ndarray"]:
         """Stream rows of ``slots`` in chunks (reads contiguous runs with one call)."""
         import numpy as np
 
-        fd, dim = (self.emb_fd, self.emb_dim) if which == "emb" and self.emb_fd is not None else (self.vec_fd, self.dim)
+        fd, dim = self._segment(which)
         slots = np.asarray(slots, np.int64)
         for a in range(0, len(slots), chunk):
             part = slots[a : a + chunk]
@@ -243,7 +256,7 @@ class Disk:
     def append(
         self,
         db: sqlite3.Connection,
-        items: "list[tuple[dict[str, Any], np.ndarray | None, np.ndarray | None, Features, str | None, tuple[int, int] | None]]",
+        items: "Sequence[Item]",
     ) -> list[int]:
         """Inside :meth:`transaction`: write segment bytes then insert rows; returns the slots.
 
@@ -259,13 +272,20 @@ class Disk:
         slots, rows = [], []
         for record, raw, emb, feats, sha, stat in items:
             n = len(feats)
-            blob = np.ascontiguousarray(feats.xy, np.float32).tobytes() + np.ascontiguousarray(feats.desc, np.uint8).tobytes()
+            blob = (
+                np.ascontiguousarray(feats.xy, np.float32).tobytes()
+                + np.ascontiguousarray(feats.desc, np.uint8).tobytes()
+            )
             if blob:
                 os.pwrite(self.kp_fd, blob, kp_end)
             if raw is not None:
                 os.pwrite(self.vec_fd, np.ascontiguousarray(raw, np.float32).reshape(-1).tobytes(), slot * self.dim * 4)
             if emb is not None and self.emb_fd is not None:
-                os.pwrite(self.emb_fd, np.ascontiguousarray(emb, np.float32).reshape(-1).tobytes(), slot * int(self.emb_dim or 0) * 4)
+                os.pwrite(
+                    self.emb_fd,
+                    np.ascontiguousarray(emb, np.float32).reshape(-1).tobytes(),
+                    slot * int(self.emb_dim or 0) * 4,
+                )
             size, mtime = stat if stat else (None, None)
             rows.append(
                 (slot, record["id"], record["filename"], sha, size, mtime, json.dumps(record, ensure_ascii=False),
@@ -285,14 +305,18 @@ class Disk:
         db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('kp_end', ?)", (str(kp_end),))
         return slots
 
-    def write_vectors(self, db: sqlite3.Connection, slots: list[int], raw: "np.ndarray", emb: "np.ndarray | None") -> None:
+    def write_vectors(
+        self, db: sqlite3.Connection, slots: list[int], raw: "np.ndarray", emb: "np.ndarray | None"
+    ) -> None:
         """Inside :meth:`transaction`: fill in vectors of rows that were stored without them."""
         import numpy as np
 
         for j, s in enumerate(slots):
             os.pwrite(self.vec_fd, np.ascontiguousarray(raw[j], np.float32).tobytes(), int(s) * self.dim * 4)
             if emb is not None and self.emb_fd is not None:
-                os.pwrite(self.emb_fd, np.ascontiguousarray(emb[j], np.float32).tobytes(), int(s) * int(self.emb_dim or 0) * 4)
+                os.pwrite(
+                    self.emb_fd, np.ascontiguousarray(emb[j], np.float32).tobytes(), int(s) * int(self.emb_dim or 0) * 4
+                )
         for fd in (self.vec_fd, self.emb_fd):
             if fd is not None:
                 os.fsync(fd)

@@ -12,7 +12,8 @@ the manifest. FAISS ids are reference slots (stable across deletes).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import faiss
 import numpy as np
@@ -59,7 +60,14 @@ class GlobalIndex:
         return v if self.basis is None else np.ascontiguousarray(v @ self.basis.T)
 
     @classmethod
-    def build(cls, basis: np.ndarray | None, dim: int, n_total: int, chunks: Iterable[np.ndarray], train: np.ndarray | None = None) -> "GlobalIndex":
+    def build(
+        cls,
+        basis: np.ndarray | None,
+        dim: int,
+        n_total: int,
+        chunks: Iterable[np.ndarray],
+        train: np.ndarray | None = None,
+    ) -> "GlobalIndex":
         """Index every slot 0..n_total-1 (chunks in slot order, index-space vectors)."""
         d = dim if basis is None else int(basis.shape[0])
         kind = pick_kind(n_total)
@@ -69,7 +77,7 @@ class GlobalIndex:
             while d % m:
                 m -= 1
             quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            index: Any = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             index.nprobe = 48
             sample = train if train is not None else np.zeros((0, dim), np.float32)
             proj = sample if basis is None else sample @ basis.T
@@ -93,8 +101,8 @@ class GlobalIndex:
         k = int(min(max(k, 1), max(self.index.ntotal, 1)))
         return self.index.search(self.project(vectors), k)
 
-    def state(self) -> dict[str, np.ndarray]:
-        out = {
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "index": faiss.serialize_index(self.index),
             "covered": np.array([self.covered], np.int64),
             "kind": np.array(self.kind),

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError, IndexMismatchError
 from cover_id.store_io import atomic_write, clean_stale, discard, publish_dir, recover_dir, staging_dir
@@ -45,7 +46,7 @@ class FilesView(Mapping):
     def __init__(self, store: "IndexStore") -> None:
         self._store = store
 
-    def get(self, filename: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, filename: str, default: Any = None) -> Any:
         for slot, sha in self._store._disk.query("SELECT slot, sha256 FROM refs WHERE filename = ?", (filename,)):
             if self._store._row_of_slot(slot) is not None:
                 return sha
@@ -248,7 +249,9 @@ class IndexStore:
             disk = Disk(path, enc_dim, projection.out_dim if projection else None)
             live = disk.live_slots()
         except (OSError, KeyError, ValueError) as exc:
-            raise CoverIdError(f"{path}: index files are damaged ({exc}); rebuild with `cover-id index --rebuild`") from None
+            raise CoverIdError(
+                f"{path}: index files are damaged ({exc}); rebuild with `cover-id index --rebuild`"
+            ) from None
         store = cls(manifest, disk, live, state, projection, path)
         store._global()  # the candidate index is needed by every query: load it now
         return store
@@ -406,8 +409,8 @@ class IndexStore:
                     scores, slots = g.search(vectors, want)
                 done = True
                 for q in range(n_q):
-                    rows = [(s, self._row_of_slot(int(x))) for s, x in zip(scores[q], slots[q]) if x >= 0]
-                    rows = [(s, r) for s, r in rows if r is not None][:k]
+                    found = [(s, self._row_of_slot(int(x))) for s, x in zip(scores[q], slots[q]) if x >= 0]
+                    rows = [(s, r) for s, r in found if r is not None][:k]
                     if len(rows) < min(k, len(self._live)) and want < total:
                         done = False
                     for j, (s, r) in enumerate(rows):
@@ -432,7 +435,6 @@ class IndexStore:
 
     def voter(self) -> _SnapshotVoter:
         """The keypoint-vote shortlister (loaded on first use: checkpoint plus later slots)."""
-        import numpy as np
 
         from cover_id.index.vote import DescriptorVoter
 

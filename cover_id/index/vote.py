@@ -80,9 +80,7 @@ class DescriptorVoter:
         if n >= self.ivf_above:
             nlist = int(min(8192, max(64, 2 * np.sqrt(n))))
             quantizer = faiss.IndexFlatL2(128)
-            index: faiss.Index = faiss.IndexIVFScalarQuantizer(
-                quantizer, 128, nlist, faiss.ScalarQuantizer.QT_8bit
-            )
+            index: Any = faiss.IndexIVFScalarQuantizer(quantizer, 128, nlist, faiss.ScalarQuantizer.QT_8bit)
             train = _sample_descriptors(features, 30 * nlist, self.seed)
             index.cp.seed = self.seed
             index.cp.min_points_per_centroid = 5
@@ -108,6 +106,7 @@ class DescriptorVoter:
         if self._mapped and self.extra is None:
             self.extra = self._empty_like()
         target = self.extra if self._mapped else self.index
+        assert target is not None
         for f, slot in zip(features, new):
             if len(f):
                 target.add_with_ids(desc_float(f.desc), np.full(len(f), slot, dtype=np.int64))
@@ -175,7 +174,9 @@ class DescriptorVoter:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.index = faiss.deserialize_index(np.asarray(state["voter_index"], dtype=np.uint8))
         n = int(np.asarray(state["voter_n_refs"])[0])
-        self.slots = np.asarray(state["voter_slots"], np.int64) if "voter_slots" in state else np.arange(n, dtype=np.int64)
+        self.slots = (
+            np.asarray(state["voter_slots"], np.int64) if "voter_slots" in state else np.arange(n, dtype=np.int64)
+        )
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -204,7 +205,14 @@ class InvertedFileVoter:
     added after :meth:`fit` are kept in memory until the next checkpoint.
     """
 
-    def __init__(self, coarse: int = 256, fine: int = 256, seed: int = 0, train_samples: int = 200_000, stop_fraction: float = 0.1) -> None:
+    def __init__(
+        self,
+        coarse: int = 256,
+        fine: int = 256,
+        seed: int = 0,
+        train_samples: int = 200_000,
+        stop_fraction: float = 0.1,
+    ) -> None:
         self.coarse = coarse
         self.fine = fine
         self.seed = seed
@@ -263,7 +271,11 @@ class InvertedFileVoter:
 
     def _build_lists(self, words: list[np.ndarray]) -> None:
         n_words = self.n_words
-        doc = np.concatenate([np.full(len(w), i, np.int64) for i, w in enumerate(words)]) if words else np.zeros(0, np.int64)
+        doc = (
+            np.concatenate([np.full(len(w), i, np.int64) for i, w in enumerate(words)])
+            if words
+            else np.zeros(0, np.int64)
+        )
         w_all = np.concatenate(words) if words else np.zeros(0, np.int64)
         key = w_all * np.int64(len(words) + 1) + doc
         uniq, counts = np.unique(key, return_counts=True)
@@ -281,7 +293,7 @@ class InvertedFileVoter:
 
     def add(self, features: list[Features]) -> None:
         """Append references after the ones indexed (kept in memory until the next fit/checkpoint)."""
-        norms = []
+        norms: list[float] = []
         for f in features:
             slot = self.n_refs + len(norms)
             w, c = np.unique(self.words(f.desc), return_counts=True)
@@ -318,7 +330,8 @@ class InvertedFileVoter:
             self._fold_tail()
         assert self.c1 is not None and self.c2 is not None
         return {"ivf_c1": self.c1, "ivf_c2": self.c2, "ivf_offsets": self.offsets, "ivf_postings": self.postings,
-                "ivf_tf": self.tf, "ivf_idf": self.idf, "ivf_norms": self.norms, "ivf_n_fit": np.array([self.n_fit])}  # fmt: skip
+                "ivf_tf": self.tf, "ivf_idf": self.idf, "ivf_norms": self.norms,
+                "ivf_n_fit": np.array([self.n_fit])}  # fmt: skip
 
     def _fold_tail(self) -> None:
         n_words = self.n_words

@@ -19,8 +19,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError
 
@@ -139,7 +140,9 @@ class Collection:
             return False
 
     # ---- changing ----------------------------------------------------------------
-    def add(self, data: bytes, name: str, ref_id: str | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    def add(
+        self, data: bytes, name: str, ref_id: str | None = None, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Embed one uploaded image and add it as a reference; persisted before it is visible."""
         from cover_id.features import extract_features
         from cover_id.imageio import read_image
@@ -150,7 +153,9 @@ class Collection:
         if not name:
             raise BadInput("name must not be empty")
         if ref_id is not None and not ID_PATTERN.match(ref_id):
-            raise BadInput(f"id '{ref_id}' is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise BadInput(
+                f"id '{ref_id}' is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         fields = dict(fields or {})
         clash = [k for k in fields if k in RESERVED_FIELDS]
         if clash:
