@@ -283,3 +283,19 @@ def test_compact_command(built: Path) -> None:
     assert res.exit_code == 0 and "1 deleted" in res.output, res.output
     again = IndexStore.open(built)
     assert again.dead == 0 and again.size == 5 and again.index_of("cover-004") is None
+
+
+def test_vote_index_is_filled_in_batches_beyond_the_limit(covers: Path, tmp_path: Path, monkeypatch) -> None:
+    import cover_id.index.build as build_mod
+
+    write_covers(covers, 10, start=40)
+    whole = tmp_path / "whole"
+    build_index(whole, refs=covers, settings=LOCAL, show_progress=False)
+    monkeypatch.setattr(build_mod, "VOTER_ALL_BELOW", 1000)  # trained on every k-th reference
+    monkeypatch.setattr(build_mod, "VOTER_BATCH", 3)
+    batched = tmp_path / "batched"
+    build_index(batched, refs=covers, settings=LOCAL, show_progress=False)
+    a, b = IndexStore.open(whole), IndexStore.open(batched)
+    assert a.voter().n_refs == b.voter().n_refs == 16
+    for i in range(a.size):
+        assert b.voter().shortlist(b.features[i], 1)[0][0] == i

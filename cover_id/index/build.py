@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 REF_MAX_SIDE = 1024  # references are decoded at most this large
 BATCH = 32  # references per committed transaction
 FIT_ALL_BELOW = 2_000_000  # descriptors: below, the codebook sees all of them (as before)
+VOTER_ALL_BELOW = 4_000_000  # descriptors: below, the vote index is trained on all of them (as before)
+VOTER_BATCH = 512  # references read at a time when the vote index is filled
 
 
 @dataclass
@@ -185,7 +187,6 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
 
     from cover_id.index.search import BASIS_SAMPLE, GlobalIndex, learn_basis, pick_kind
     from cover_id.index.store import VOTER_MAX
-    from cover_id.index.vote import DescriptorVoter
     from cover_id.progress import progress
     from cover_id.store_io import atomic_write
 
@@ -210,11 +211,33 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
     manifest["voter"] = len(live) <= VOTER_MAX
     if manifest["voter"] and n:
         with progress(1, "vote index", show) as advance:
-            voter = DescriptorVoter()
-            voter.fit([disk.features(int(s)) for s in all_slots])
+            voter = _fit_voter(disk, all_slots)
             voter.save(str(disk.path / "voter.faiss"))  # the folder is published as a whole afterwards
             manifest["voter_covered"] = int(n)
             advance()
+
+
+def _fit_voter(disk: "Disk", slots: "np.ndarray") -> Any:
+    """The keypoint-vote index over ``slots``, reading at most VOTER_BATCH references at a time.
+
+    Up to ``VOTER_ALL_BELOW`` descriptors the quantizer is trained on all of them (as it
+    always was); beyond, on every k-th reference, and the references are added in batches.
+    """
+    import numpy as np
+
+    from cover_id.index.vote import DescriptorVoter
+
+    voter = DescriptorVoter()
+    counts = dict(disk.query("SELECT slot, kp_n FROM refs"))
+    total = int(sum(counts.get(int(s), 0) for s in slots))
+    if total <= VOTER_ALL_BELOW:
+        voter.fit([disk.features(int(s)) for s in slots])
+        return voter
+    step = int(np.ceil(total / VOTER_ALL_BELOW))
+    voter.prepare(total, [disk.features(int(s)) for s in slots[::step]])
+    for a in range(0, len(slots), VOTER_BATCH):
+        voter.add([disk.features(int(s)) for s in slots[a : a + VOTER_BATCH]])
+    return voter
 
 
 def _save_npz(path: Path, arrays: dict[str, Any], atomic_write: Callable) -> None:

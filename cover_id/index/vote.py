@@ -76,7 +76,12 @@ class DescriptorVoter:
 
     def fit(self, features: list[Features]) -> None:
         """Index every descriptor of the references (reference i = features[i])."""
-        n = sum(len(f) for f in features)
+        self.prepare(sum(len(f) for f in features), features)
+        self.add(features)
+
+    def prepare(self, n: int, sample: list[Features]) -> None:
+        """An empty index for ``n`` descriptors, trained on ``sample``; then :meth:`add` in batches."""
+        features = sample
         if n >= self.ivf_above:
             nlist = int(min(8192, max(64, 2 * np.sqrt(n))))
             quantizer = faiss.IndexFlatL2(128)
@@ -91,7 +96,6 @@ class DescriptorVoter:
         # FAISS ids are "slots" that never change; row i of the collection owns
         # slot self.slots[i], so removing a reference needs no re-indexing.
         self.slots = np.zeros(0, np.int64)
-        self.add(features)
 
     @property
     def n_refs(self) -> int:
