@@ -2,13 +2,14 @@
 
 Readers (identify, search, listing) take ``identifier.store`` once and use that
 snapshot throughout. A writer, holding the write lock, copies the current
-store, changes the copy, saves it (an atomic folder swap) and only then
-publishes it by assigning ``identifier.store``. Readers therefore never see a
-half-changed collection, and concurrent writers never lose each other's
-changes. Images added through the API are kept beside the index, in
-``<index>.added/`` (compaction replaces the index folder as a whole). A
-write commits one SQLite transaction (see :mod:`cover_id.index.disk`): it costs
-what it changes, not the size of the collection.
+store (cheap: snapshots share the open files), changes the copy, saves it (one
+SQLite transaction, see :mod:`cover_id.index.disk`: it costs what it changes,
+not the size of the collection) and only then publishes it by assigning
+``identifier.store``. Readers therefore never see a half-changed collection,
+and concurrent writers never lose each other's changes. Images added through
+the API are kept beside the index, in ``<index>.added/`` (compaction replaces
+the index folder as a whole); leftovers of killed writes are removed when the
+collection is opened.
 """
 
 from __future__ import annotations
