@@ -299,3 +299,70 @@ def test_vote_index_is_filled_in_batches_beyond_the_limit(covers: Path, tmp_path
     assert a.voter().n_refs == b.voter().n_refs == 16
     for i in range(a.size):
         assert b.voter().shortlist(b.features[i], 1)[0][0] == i
+
+
+def _start_serve(index: Path) -> tuple[subprocess.Popen, str]:
+    import re
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cover_id", "serve", "--index", str(index), "--port", "0", "--log-level", "warning"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    line, deadline = "", time.monotonic() + 90
+    while "http://" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "serve exited early"
+    match = re.search(r"http://[^/ ]+", line)
+    assert match
+    return proc, match.group(0)
+
+
+@pytest.mark.slow
+def test_serve_killed_during_adds_and_deletes_loses_nothing_committed(covers: Path, built: Path) -> None:
+    """kill -9 a real server while clients add and delete: every acknowledged write is there, nothing is torn."""
+    import threading
+
+    import httpx
+
+    images = [(covers / f"cover_{i:03d}.jpg").read_bytes() for i in range(6)]
+    proc, url = _start_serve(built)
+    acked: dict[str, str] = {}  # id -> "added" | "deleted", as the server answered
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for k in range(1000):
+                try:
+                    r = c.post("/api/refs", files={"file": ("x.jpg", images[k % 6], "image/jpeg")},
+                               data={"name": f"Added {k}", "id": f"add-{k}"})  # fmt: skip
+                    if r.status_code == 201:
+                        acked[f"add-{k}"] = "added"
+                    if k % 2 and c.delete(f"/api/refs/add-{k - 1}").status_code == 200:
+                        acked[f"add-{k - 1}"] = "deleted"
+                except httpx.HTTPError:
+                    return
+
+    t = threading.Thread(target=client)
+    t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t.join()
+    assert len(acked) >= 5
+    store = IndexStore.open(built)
+    ids = {r["id"] for r in store.records}
+    for ref_id, state in acked.items():
+        assert (ref_id in ids) == (state == "added"), ref_id
+    for i in range(store.size):  # every row is whole
+        assert len(store.features[i]) > 0 and store.image_path(i).is_file()
+    proc, url = _start_serve(built)  # the next server opens it and cleans what the kill left
+    try:
+        h = httpx.get(url + "/health", timeout=30).json()
+        assert h["index"]["size"] == store.size
+        added = built.parent / f"{built.name}.added"
+        used = {Path(r["filename"]).name for r in IndexStore.open(built).records}
+        assert {p.name for p in added.iterdir()} <= used
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
