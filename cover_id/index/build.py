@@ -313,6 +313,7 @@ def write_store(folder: Path, store: "IndexStore", projection: Any = "same", sho
         _save_arrays(folder, store.encoder_state, proj)
         _build_search(disk, manifest, proj, show)
         _write_manifest(folder, manifest, store.size)
+        disk.checkpoint()
     finally:
         disk.close()
 
@@ -528,6 +529,7 @@ def _fresh(
         _write_manifest(building, manifest, len(live))
         report.indexed = len(live)
         report.embedded = len(live)
+        disk.checkpoint()
     finally:
         disk.close()
     (building / "build.json").unlink(missing_ok=True)

@@ -128,6 +128,11 @@ class Disk:
         self.emb_fd = os.open(self.path / "embeddings.f32", flags, 0o644) if emb_dim else None
         self.shared: dict[str, Any] = {}  # search structures, loaded once per folder
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into refs.db (after a bulk build: the first open stays fast)."""
+        with self.db_lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         for fd in (self.kp_fd, self.vec_fd, self.emb_fd):
             if fd is not None:
