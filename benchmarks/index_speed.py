@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--encoders", default="local,clip")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     refs = refs_folder()
     n = sum(1 for p in refs.rglob("*") if p.is_file() or p.is_symlink())

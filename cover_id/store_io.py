@@ -8,8 +8,8 @@ import ctypes.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -30,9 +30,44 @@ def atomic_write(path: Path) -> Iterator[Path]:
 
 
 def staging_dir(target: Path) -> Path:
-    """A fresh empty folder beside ``target`` to build a new version in."""
+    """A fresh empty folder beside ``target`` to build a new version in (named after our pid)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_leftovers(target: Path) -> list[Path]:
+    """Staging folders beside ``target`` left by a killed write (their process is gone)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    out = []
+    for p in target.parent.glob(f".{target.name}.staging-*"):
+        pid_text = p.name[len(f".{target.name}.staging-") :].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else None  # older names carry no pid
+        if pid is None or (pid != os.getpid() and not _pid_alive(pid)):
+            out.append(p)
+    tmp = target.parent / f".{target.name}.building-new"
+    if tmp.exists():
+        out.append(tmp)
+    return sorted(out)
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove :func:`stale_leftovers`; returns what was removed."""
+    gone = stale_leftovers(target)
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
 
 
 def _exchange(a: Path, b: Path) -> bool:

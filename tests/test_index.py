@@ -21,15 +21,17 @@ def test_build_writes_every_part(covers: Path, tmp_path: Path) -> None:
     report = build_index(out, refs=covers, settings=LOCAL, show_progress=False)
     assert report.indexed == 6 and report.embedded == 6 and report.images_per_second > 0
     names = {p.name for p in out.iterdir()}
-    assert {"manifest.json", "embeddings.npz", "faiss.index", "references.jsonl", "keypoints.npz"} <= names
+    assert {"manifest.json", "refs.db", "vectors.f32", "keypoints.bin", "global.npz", "voter.faiss"} <= names
     assert "encoder_state.npz" in names  # the local codebook travels with the index
     m = json.loads((out / "manifest.json").read_text())
-    assert m["format"] == 1 and m["count"] == 6 and m["encoder"]["name"] == "local"
-    assert len(m["files"]) == 6 and all(len(h) == 64 for h in m["files"].values())
-    with np.load(out / "embeddings.npz") as z:
-        assert z["embeddings"].shape == (6, m["dim"]) and list(z["ids"])[0] == "cover-000"
-        assert np.allclose(np.linalg.norm(z["embeddings"], axis=1), 1, atol=1e-4)
+    assert m["format"] == 2 and m["count"] == 6 and m["encoder"]["name"] == "local"
+    assert m["search"]["type"] == "flat" and m["search"]["dim"] <= 256
+    vectors = np.fromfile(out / "vectors.f32", np.float32).reshape(-1, m["dim"])
+    assert vectors.shape == (6, m["dim"]) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     store = IndexStore.open(out)
+    files = store.manifest["files"]
+    assert len(files) == 6 and all(len(files[r["filename"]]) == 64 for r in store.records)
+    assert store.records[0]["id"] == "cover-000"
     assert store.faiss_index().ntotal == 6 and all(len(f) > 20 for f in store.features)
     scores, idx = store.search(store.embeddings, 3)
     assert list(idx[:, 0]) == list(range(6))  # each reference finds itself first
@@ -81,22 +83,29 @@ def test_bad_files_are_skipped_with_reasons_and_duplicates_reported(covers: Path
     assert report.indexed == 7
 
 
-def test_crash_while_saving_keeps_previous_index(covers: Path, tmp_path: Path, monkeypatch) -> None:
+def test_crash_while_committing_keeps_previous_index(covers: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "idx"
     build_index(out, refs=covers, settings=LOCAL, show_progress=False)
-    snapshot = {p.name: p.read_bytes() for p in out.iterdir()}
     write_covers(covers, 2, start=70)
-    import faiss
+    from cover_id.index.disk import Disk
 
-    def boom(*a, **k):
+    real = Disk.append
+
+    def boom(self, db, items):
+        real(self, db, items)  # segment bytes and rows written, transaction not committed
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(faiss, "write_index", boom)
+    monkeypatch.setattr(Disk, "append", boom)
     with pytest.raises(KeyboardInterrupt):
         build_index(out, refs=covers, settings=LOCAL, show_progress=False)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
-    assert IndexStore.open(out).size == 6
+    store = IndexStore.open(out)
+    assert store.size == 6 and store.index_of("cover-070") is None
+    monkeypatch.setattr(Disk, "append", real)
+    report = build_index(out, refs=covers, settings=LOCAL, show_progress=False)
+    assert (report.embedded, report.reused) == (2, 6)
+    store = IndexStore.open(out)
+    assert store.size == 8 and store.features[store.index_of("cover-071")].desc.shape[1] == 128
 
 
 def test_interrupt_while_embedding_keeps_previous_index(covers: Path, tmp_path: Path, monkeypatch) -> None:

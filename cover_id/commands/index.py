@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,34 +11,57 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def index(
-    refs: Optional[Path] = typer.Option(None, "--refs", help="Folder of reference images (searched recursively)."),
-    metadata: Optional[Path] = typer.Option(None, "--metadata", help="JSON Lines catalog instead of --refs."),
+    refs: Path | None = typer.Option(None, "--refs", help="Folder of reference images (searched recursively)."),
+    metadata: Path | None = typer.Option(None, "--metadata", help="JSON Lines catalog instead of --refs."),
     out: Path = typer.Option(..., "--out", "-o", help="Index folder to create or update."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="auto (default), clip or local."),
-    model: Optional[str] = typer.Option(None, "--model", help="open_clip model name (clip encoder)."),
-    pretrained: Optional[str] = typer.Option(
+    encoder: str | None = typer.Option(None, "--encoder", "-e", help="auto (default), clip or local."),
+    model: str | None = typer.Option(None, "--model", help="open_clip model name (clip encoder)."),
+    pretrained: str | None = typer.Option(
         None, "--pretrained", help="Weights: an open_clip tag, hf-hub:org/name, a local file, or 'none'."
     ),
-    projection: Optional[Path] = typer.Option(None, "--projection", help="Projection head from `cover-id train`."),
+    projection: Path | None = typer.Option(None, "--projection", help="Projection head from `cover-id train`."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-embed everything instead of only new/changed files."),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device for clip (cpu, cuda)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    compact: bool = typer.Option(
+        False, "--compact", help="Rewrite --out without deleted references, then exit (or after indexing)."
+    ),
+    workers: int = typer.Option(1, "--workers", help="Decode and extract features on N local processes."),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Spread decoding and features over a Ray cluster: an address, 'auto' (a running one) or 'local'.",
+    ),
+    device: str | None = typer.Option(None, "--device", help="torch device for clip (cpu, cuda)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table, just the summary line."),
 ) -> None:
-    """Embed every reference image, save vectors, FAISS index, manifest and keypoints."""
+    """Embed every reference image into the index (incremental: only new and changed files)."""
     from rich.console import Console
 
     from cover_id.config import load_settings
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
+    if compact and refs is None and metadata is None:
+        from cover_id.index.store import IndexStore
+
+        store = IndexStore.open(out)
+        dead = store.dead
+        store.compact()
+        Console().print(
+            f"[green]compacted[/] {out}: {store.size} references, {dead} deleted ones dropped", highlight=False
+        )
+        return
     settings = load_settings(
         {"encoder": encoder, "model": model, "pretrained": pretrained, "device": device, "threads": threads}
     )
     err = Console(stderr=True)
     report = build_index(
         out, refs=refs, metadata=metadata, settings=settings, projection_path=projection,
-        rebuild=rebuild, show_progress=not quiet,
+        rebuild=rebuild, show_progress=not quiet, workers=workers, ray_address=ray,
     )  # fmt: skip
+    if compact:
+        from cover_id.index.store import IndexStore
+
+        IndexStore.open(out).compact()
     if report.notice:
         err.print(f"[yellow]note:[/] {report.notice}")
     console = Console()

@@ -20,11 +20,15 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    from cover_id.index_store import IndexStore, describe_spec
+    from cover_id.index.store import IndexStore, describe_spec
+    from cover_id.server.collection import orphan_images
+    from cover_id.store_io import stale_leftovers
 
     store = IndexStore.open(index)
     m = store.manifest
-    n_kp = sum(len(f) for f in store.features)
+    n_kp = int(store.keypoint_counts().sum())
+    added_dir = Path(index).resolve().parent / f"{Path(index).resolve().name}.added"
+    leftovers = [str(p) for p in stale_leftovers(Path(index)) + orphan_images(store, added_dir)]
     summary = {
         "path": str(index),
         "count": store.size,
@@ -40,6 +44,10 @@ def info(
         "created": m.get("created"),
         "updated": m.get("updated"),
         "build_seconds": m.get("build_seconds"),
+        "format": m.get("format"),
+        "search": m.get("search"),
+        "tombstones": store.dead,
+        "leftovers": leftovers,
         "references": store.records[:limit],
     }
     if as_json:
@@ -47,14 +55,28 @@ def info(
         return
     console = Console()
     console.print(f"[bold]{index}[/]: {store.size} references, {store.dim}-d vectors")
-    console.print(f"encoder     {describe_spec(m['encoder'])}  weights={m['encoder'].get('weights', '-')}", highlight=False)
+    console.print(
+        f"encoder     {describe_spec(m['encoder'])}  weights={m['encoder'].get('weights', '-')}", highlight=False
+    )
     proj = m.get("projection")
-    console.print(f"projection  {proj['fingerprint'] + ' (' + str(proj['in_dim']) + '->' + str(proj['out_dim']) + ')' if proj else 'none'}")
+    console.print(
+        f"projection  {proj['fingerprint'] + ' (' + str(proj['in_dim']) + '->' + str(proj['out_dim']) + ')' if proj else 'none'}"
+    )
     cal = m.get("calibration")
     console.print(f"calibration {json.dumps(cal) if cal else 'none (built-in thresholds)'}", highlight=False)
     console.print(f"keypoints   {n_kp} ({n_kp / max(store.size, 1):.0f} per reference)")
     console.print(f"source      {m.get('source', {}).get('path')}  (root {m.get('refs_root')})", highlight=False)
     console.print(f"skipped {summary['skipped']}, duplicates {summary['duplicates']}, updated {m.get('updated')}")
+    search = m.get("search") or {}
+    console.print(
+        f"format {m.get('format')}, search {search.get('type')} over {search.get('dim')}-d compact vectors, "
+        f"{summary['tombstones']} deleted (reclaimed by `cover-id index --compact`)",
+        highlight=False,
+    )
+    if leftovers:
+        console.print(f"[yellow]leftovers of interrupted writes ({len(leftovers)}), removed on the next write:[/]")
+        for p in leftovers:
+            console.print(f"  {p}", markup=False, highlight=False)
     table = Table("id", "name", "filename", "fields")
     for r in store.records[:limit]:
         extra = {k: v for k, v in r.items() if k not in ("id", "name", "filename")}

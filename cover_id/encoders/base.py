@@ -58,30 +58,19 @@ class Encoder(ABC):
         """Arrays the index stores to re-create this encoder exactly (fittable encoders)."""
         return {}
 
-    if TYPE_CHECKING:
-        # The optional abilities, implemented by encoders that set the matching flag.
-        # Declared for the type checker only: code that still asks ``hasattr`` (see
-        # the merge notes) must keep finding them absent on encoders without them.
-        def encode_features(self, features: "list[Features]") -> "np.ndarray":
-            """Extracted keypoints -> vectors like :meth:`encode_images` (``supports_features``)."""
-            ...
+    # The optional abilities, implemented by encoders that set the matching flag.
+    def encode_features(self, features: "list[Features]") -> "np.ndarray":
+        """Extracted keypoints -> vectors like :meth:`encode_images` (``supports_features``)."""
+        raise NotImplementedError(f"encoder {self.name!r} does not encode keypoints (supports_features is False)")
 
-        def encode_text(self, texts: list[str]) -> "np.ndarray":
-            """Text -> vectors in the image space (``supports_text``)."""
-            ...
+    def encode_text(self, texts: list[str]) -> "np.ndarray":
+        """Text -> vectors in the image space (``supports_text``)."""
+        raise NotImplementedError(f"encoder {self.name!r} has no text tower (supports_text is False)")
 
-        def fit_features(self, features: "list[Features]") -> None:
-            """Learn from the references' keypoints (``fittable``)."""
-            ...
+    def fit_features(self, features: "list[Features]") -> None:
+        """Learn from the references' keypoints (``fittable``)."""
+        raise NotImplementedError(f"encoder {self.name!r} learns nothing from references (fittable is False)")
 
-        def load_state(self, state: "dict[str, np.ndarray]") -> None:
-            """Restore :meth:`state` (``fittable``)."""
-            ...
-
-
-def l2_normalize(x: "np.ndarray") -> "np.ndarray":
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+    def load_state(self, state: "dict[str, np.ndarray]") -> None:
+        """Restore :meth:`state` (``fittable``)."""
+        raise NotImplementedError(f"encoder {self.name!r} has no state to load (fittable is False)")

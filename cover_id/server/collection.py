@@ -2,28 +2,31 @@
 
 Readers (identify, search, listing) take ``identifier.store`` once and use that
 snapshot throughout. A writer, holding the write lock, copies the current
-store, changes the copy, saves it (an atomic folder swap) and only then
-publishes it by assigning ``identifier.store``. Readers therefore never see a
-half-changed collection, and concurrent writers never lose each other's
-changes. Images added through the API are kept beside the index, in
-``<index>.added/``, because saving replaces the index folder as a whole.
+store (cheap: snapshots share the open files), changes the copy, saves it (one
+SQLite transaction, see :mod:`cover_id.index.disk`: it costs what it changes,
+not the size of the collection) and only then publishes it by assigning
+``identifier.store``. Readers therefore never see a half-changed collection,
+and concurrent writers never lose each other's changes. Images added through
+the API are kept beside the index, in ``<index>.added/`` (compaction replaces
+the index folder as a whole); leftovers of killed writes are removed when the
+collection is opened.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -79,22 +82,14 @@ def make_thread_safe(identifier: "Identifier") -> None:
 
 def suffix_for(data: bytes) -> str:
     """File suffix from the image's actual format (upload names are not trusted)."""
-    from PIL import Image
+    from cover_id.imageio import sniff_format
 
-    from cover_id.imageio import _register_heif
-
-    _register_heif()
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-    except Exception:  # already decoded once by read_image; a failure here only affects the name
-        return ".img"
-    return FORMAT_SUFFIX.get(fmt, f".{fmt.lower()}" if fmt else ".img")
+    return FORMAT_SUFFIX.get(sniff_format(data[:16]) or "", ".img")
 
 
 def unique_id(store: "IndexStore", name: str) -> str:
     """A new URL-safe id from a name: ``dark-side``, ``dark-side-2``, ..."""
-    from cover_id.catalog import slug_id
+    from cover_id.index.catalog import slug_id
 
     base = slug_id(name.replace("/", " ").replace(".", " "))[:100] or "ref"
     candidate, n = base, 2
@@ -113,6 +108,18 @@ class Collection:
         self._write_lock = threading.Lock()
         self._stats: tuple["IndexStore", dict[str, Any]] | None = None
         self.writes = 0
+        self.cleaned = self.clean_leftovers()
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what killed writes left: stale staging folders, added images no reference uses."""
+        from cover_id.store_io import clean_stale
+
+        gone = clean_stale(self.index_path)
+        gone += orphan_images(self.store, self.added_dir)
+        for p in gone:
+            if p.is_file():
+                p.unlink(missing_ok=True)
+        return gone
 
     @property
     def store(self) -> "IndexStore":
@@ -125,18 +132,23 @@ class Collection:
             return False
 
     # ---- changing ----------------------------------------------------------------
-    def add(self, data: bytes, name: str, ref_id: str | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    def add(
+        self, data: bytes, name: str, ref_id: str | None = None, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Embed one uploaded image and add it as a reference; persisted before it is visible."""
+        from cover_id.encoders import encode_references
         from cover_id.features import extract_features
         from cover_id.imageio import read_image
-        from cover_id.indexer import REF_MAX_SIDE
+        from cover_id.index.build import REF_MAX_SIDE
         from cover_id.store_io import atomic_write
 
         name = name.strip()
         if not name:
             raise BadInput("name must not be empty")
         if ref_id is not None and not ID_PATTERN.match(ref_id):
-            raise BadInput(f"id '{ref_id}' is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise BadInput(
+                f"id '{ref_id}' is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         fields = dict(fields or {})
         clash = [k for k in fields if k in RESERVED_FIELDS]
         if clash:
@@ -145,11 +157,7 @@ class Collection:
         # The expensive part runs outside the lock: readers and other writers go on.
         image = read_image(data, max_side=REF_MAX_SIDE)
         feats = extract_features(image)
-        encoder = self.identifier.encoder
-        if hasattr(encoder, "encode_features"):
-            raw = encoder.encode_features([feats])  # type: ignore[attr-defined]
-        else:
-            raw = encoder.encode_images([image])
+        raw = encode_references(self.identifier.encoder, [image], [feats])
         sha = hashlib.sha256(data).hexdigest()
         suffix = suffix_for(data)
 
@@ -223,6 +231,18 @@ class Collection:
         return out
 
 
+def orphan_images(store: "IndexStore", added_dir: Path) -> list[Path]:
+    """Files in ``added_dir`` that no reference of ``store`` points at (a write killed half-way)."""
+    if not added_dir.is_dir():
+        return []
+    used = set()
+    for r in store.records:
+        p = Path(r["filename"])
+        if p.is_absolute() and p.parent.resolve() == added_dir.resolve():
+            used.add(p.name)
+    return sorted(p for p in added_dir.iterdir() if p.is_file() and p.name not in used and not p.name.startswith("."))
+
+
 def _haystack(record: dict[str, Any]) -> str:
     parts = [str(v) for v in record.values() if isinstance(v, (str, int, float))]
     parts += [str(x) for v in record.values() if isinstance(v, list) for x in v]
@@ -265,7 +285,7 @@ def summarize(store: "IndexStore", added: int = 0) -> dict[str, Any]:
             elif entry["type"] != "number":
                 entry["top"] = {str(v): n for v, n in counts.most_common(5) if n > 1}
         fields[k] = entry
-    kp = [len(f) for f in store.features]
+    kp = store.keypoint_counts()
     return {
         "references": store.size,
         "added_via_api": added,
@@ -273,9 +293,9 @@ def summarize(store: "IndexStore", added: int = 0) -> dict[str, Any]:
         "dim": store.dim if store.size else store.manifest.get("dim"),
         "projection": store.manifest.get("projection"),
         "keypoints": {
-            "min": int(min(kp)) if kp else 0,
-            "median": float(np.median(kp)) if kp else 0.0,
-            "max": int(max(kp)) if kp else 0,
+            "min": int(kp.min()) if len(kp) else 0,
+            "median": float(np.median(kp)) if len(kp) else 0.0,
+            "max": int(kp.max()) if len(kp) else 0,
         },
         "updated": store.manifest.get("updated"),
         "fields": fields,

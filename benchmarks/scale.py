@@ -1,0 +1,341 @@
+"""How the index engine scales: build, disk, memory, latency, accuracy and writes at N references.
+
+Each size indexes the 100 DVD references + 258 real distractor covers + generated
+distractor covers up to N. Generated covers are compositions of crops of the
+``distractors/`` images with printed text (never of a reference, so none holds
+a piece of a true cover). For every size it prints: build rate, disk, RSS after
+open and peak RSS while identifying (measured in a fresh process), per-stage
+latency p50/p95 over the 100 DVD photos, accepted-correct / false accepts, the
+latency of adding and deleting one reference, and an incremental ``index`` run
+with one changed file.
+
+    python benchmarks/scale.py --sizes 1000,10000 [--photos 100] [--threads 2]
+
+Indexes are cached in ``.cache/bench/scale/``; building 10k+ takes a long time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import CACHE, DVD, percentile, require_data, truth
+
+SCALE = CACHE / "scale"
+WORDS = ("THE", "NIGHT", "RETURN", "OF", "LOST", "CITY", "DARK", "GOLD", "EDITION", "SPECIAL", "COLLECTOR",
+         "STORM", "RIVER", "HOUSE", "LEGEND", "WINTER", "PROMISE", "SECRET", "ROAD", "BLUE", "FIRE", "DVD")  # fmt: skip
+
+
+def make_distractor(k: int, sources: list[Path], out: Path) -> None:
+    """Cover k: 2-4 crops of distractor covers on a cover-shaped canvas, plus 1-3 lines of text."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1_000_003 * k + 7)
+    w, h = int(rng.integers(280, 360)), int(rng.integers(380, 480))
+    canvas = np.full((h, w, 3), rng.integers(0, 255, 3), np.uint8)
+    for _ in range(int(rng.integers(2, 5))):
+        src = cv2.imread(str(sources[int(rng.integers(len(sources)))]))
+        if src is None:
+            continue
+        sh, sw = src.shape[:2]
+        cw, ch = int(sw * rng.uniform(0.3, 0.8)), int(sh * rng.uniform(0.3, 0.8))
+        x0, y0 = int(rng.integers(0, sw - cw + 1)), int(rng.integers(0, sh - ch + 1))
+        crop = src[y0 : y0 + ch, x0 : x0 + cw]
+        tw, th = int(w * rng.uniform(0.4, 1.0)), int(h * rng.uniform(0.3, 0.7))
+        crop = cv2.resize(crop, (tw, th))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        px, py = int(rng.integers(0, w - tw + 1)), int(rng.integers(0, h - th + 1))
+        canvas[py : py + th, px : px + tw] = crop
+    for _ in range(int(rng.integers(1, 4))):
+        text = " ".join(rng.choice(WORDS, int(rng.integers(1, 4))))
+        scale = float(rng.uniform(0.6, 1.4))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        org = (int(rng.integers(0, w // 3)), int(rng.integers(30, h - 10)))
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, int(rng.integers(1, 4)), cv2.LINE_AA)
+    cv2.imwrite(str(out), canvas, [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
+def refs_for(n: int) -> Path:
+    """A folder of N reference images: references + distractors + generated distractors."""
+    dvd = require_data()
+    folder = SCALE / f"refs_{n}"
+    gen = SCALE / "generated"
+    gen.mkdir(parents=True, exist_ok=True)
+    sources = sorted((dvd / "distractors").iterdir())
+    for sub in ("references", "distractors"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((dvd / sub).iterdir()):
+            link = folder / sub / f.name
+            if not link.exists():
+                os.symlink(f, link)
+    n_gen = max(0, n - 100 - len(sources))
+    (folder / "generated").mkdir(exist_ok=True)
+    for k in range(n_gen):
+        f = gen / f"gen_{k:07d}.jpg"
+        if not f.exists():
+            make_distractor(k, sources, f)
+        link = folder / "generated" / f.name
+        if not link.exists():
+            os.symlink(f, link)
+    return folder
+
+
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+MEASURE = r"""
+import json, resource, sys, time
+from pathlib import Path
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+base = rss()
+t = time.perf_counter()
+from cover_id.index.store import IndexStore
+from cover_id.pipeline import Identifier
+store = IndexStore.open(Path(sys.argv[1]))
+t_open = time.perf_counter() - t
+ident = Identifier(store, {"threads": int(sys.argv[3])})
+after_open = rss()
+pairs = json.loads(sys.argv[2])
+by_file = {r["filename"]: r["id"] for r in store.records}
+stages, ok, fa = {}, 0, 0
+for k, (photo, ref) in enumerate(pairs):
+    r = ident.identify(photo)
+    if k == 0:
+        continue  # the first query loads the vote index
+    for key, v in r["timings_ms"].items():
+        stages.setdefault(key, []).append(v)
+    good = r["match"] is not None and r["match"]["id"] == by_file[ref]
+    ok += good and r["decision"] == "accept"
+    fa += (not good) and r["decision"] == "accept"
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"open_s": t_open, "rss_import": base, "rss_open": after_open, "rss_peak": peak,
+                  "stages": stages, "accepted_correct": ok, "false_accepts": fa, "photos": len(pairs) - 1}))
+"""
+
+
+def measure(index: Path, photos: int, threads: int) -> dict:
+    pairs = truth()[:photos]
+    pairs = [pairs[0]] + pairs  # a warm-up query that is not counted
+    arg = json.dumps([[str(p), r] for p, r in pairs])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env
+    )
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def writes(index: Path, refs: Path, threads: int) -> dict:
+    """Latency of one add and one delete through the store (what serve does), and of an incremental index run."""
+    from cover_id.features import extract_features
+    from cover_id.imageio import read_image
+    from cover_id.index.build import build_index
+    from cover_id.index.store import IndexStore
+
+    store = IndexStore.open(index)
+    enc = store.create_encoder()
+    img = read_image(DVD / "references" / sorted(os.listdir(DVD / "references"))[0], max_side=1024)
+    adds, dels = [], []
+    for k in range(5):
+        t = time.perf_counter()
+        feats = extract_features(img)
+        raw = enc.encode_features([feats])[0]
+        new = store.copy()
+        new.add(
+            {"id": f"scale-add-{k}", "name": "x", "filename": f"/nonexistent/scale-add-{k}.jpg"}, raw, feats, "0" * 64
+        )
+        new.save()
+        adds.append(time.perf_counter() - t)
+        store = new
+    for k in range(5):
+        t = time.perf_counter()
+        new = store.copy()
+        new.remove(f"scale-add-{k}")
+        new.save()
+        dels.append(time.perf_counter() - t)
+        store = new
+    sources = sorted((DVD / "distractors").iterdir())
+    extra = refs / "zz-incremental.jpg"
+    runs = {}
+    for step, seed in (("new", 10**9), ("changed", 10**9 + 1), ("deleted", None)):
+        if seed is None:
+            extra.unlink()
+        else:
+            make_distractor(seed, sources, extra)
+        t = time.perf_counter()
+        rep = build_index(index, refs=refs, settings={"encoder": "local", "threads": threads}, show_progress=False)
+        runs[step] = (time.perf_counter() - t, rep.embedded, rep.removed)
+    return {"add_ms": [a * 1e3 for a in adds], "delete_ms": [d * 1e3 for d in dels], "incremental": runs}
+
+
+SYNTH_MEASURE = r"""
+import json, sys, time
+import numpy as np
+from pathlib import Path
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+import faiss
+from cover_id.index.store import IndexStore
+base = rss()
+t = time.perf_counter()
+store = IndexStore.open(Path(sys.argv[1]))
+t_open = time.perf_counter() - t
+after = rss()
+queries = np.load(sys.argv[2])
+lat = []
+for q in queries:
+    t = time.perf_counter()
+    store.search(q[None, :], 25)
+    lat.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after, "rss_after_search": rss(),
+                  "search_ms": [float(np.percentile(lat, 50)), float(np.percentile(lat, 95))]}))
+"""
+
+
+def synthetic(n: int, source: Path, threads: int) -> None:
+    """An index folder of ``n`` references whose vectors are sampled from ``source``'s real ones (+ noise).
+
+    Only what opening and global search need is synthetic: records in SQLite, the compact
+    candidate index. It measures open time, memory and search latency at sizes that cannot
+    be built on this machine in a session; keypoints and votes are not part of it.
+    """
+    import numpy as np
+
+    from cover_id.features import extract_features
+    from cover_id.imageio import read_image
+    from cover_id.index.disk import create_disk
+    from cover_id.index.search import GlobalIndex, pick_kind
+    from cover_id.index.store import IndexStore
+
+    real = IndexStore.open(source)
+    folder = SCALE / f"synthetic_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    disk = create_disk(folder, real._disk.dim, None)
+    t = time.perf_counter()
+    with disk.transaction() as db:
+        for a in range(0, n, 100_000):
+            rows = []
+            for i in range(a, min(n, a + 100_000)):
+                rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
+                rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
+            db.executemany(
+                "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
+                " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
+                rows,
+            )
+    t_db = time.perf_counter() - t
+    g_real = real._global()
+    base = g_real.project(np.asarray(real.embeddings))  # (N_real, d) compact real vectors
+    d = base.shape[1]
+
+    def sample(m: int, seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    t = time.perf_counter()
+    kind = pick_kind(n)
+    train = sample(min(n, 200_000), 1)
+    g = GlobalIndex.build(None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train)
+    g.basis = g_real.basis
+    t_index = time.perf_counter() - t
+    np.savez(folder / "global.npz", **g.state())
+    manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
+    manifest.update(format=2, count=n, voter=False, search=g.describe())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(source / "encoder_state.npz", folder / "encoder_state.npz")
+    disk.close()
+    enc = real.create_encoder()
+    qs = [real.embed(enc.encode_features([extract_features(read_image(p, max_side=1600))]))[0] for p, _ in truth()[:50]]
+    np.save(SCALE / "queries.npy", np.asarray(qs, np.float32))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(
+        [sys.executable, "-c", SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
+          f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
+          f"after open "
+          f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
+          f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)")  # fmt: skip
+    print(json.dumps({"synthetic": n, "kind": kind, **m}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000")
+    ap.add_argument(
+        "--synthetic", type=int, default=0, help="also measure open/memory/search on N synthetic references"
+    )
+    ap.add_argument("--photos", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+    from cover_id.index.build import build_index
+
+    last = None
+    print(f"machine: {os.cpu_count()} cores visible, threads {args.threads}; photos: first {args.photos} DVD photos")
+    for n in [int(x) for x in args.sizes.split(",")]:
+        refs = refs_for(n)
+        index = SCALE / f"index_{n}"
+        build_s = None
+        if args.rebuild or not (index / "manifest.json").is_file():
+            shutil.rmtree(index, ignore_errors=True)
+            t = time.perf_counter()
+            rep = build_index(index, refs=refs, settings={"encoder": "local", "threads": args.threads},
+                              show_progress=True, workers=args.workers)  # fmt: skip
+            build_s = time.perf_counter() - t
+            print(f"[{n}] built {rep.indexed} references in {build_s:.0f}s ({rep.indexed / build_s:.1f} refs/s)")
+        m = measure(index, args.photos, args.threads)
+        w = writes(index, refs, args.threads)
+        st = {k: (percentile(v, 50), percentile(v, 95)) for k, v in m["stages"].items()}
+        size = ref_count(index)
+        print(f"[{n}] references {size}, disk {disk_mb(index):.0f} MiB, open {m['open_s']:.2f}s, "
+              f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, "
+              f"peak while identifying {m['rss_peak']:.0f} MiB")  # fmt: skip
+        print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
+        print(
+            f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, "
+            f"false accepts {m['false_accepts']}"
+        )
+        runs = ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items())
+        print(f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
+              f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); "
+              f"`cover-id index` re-run with one {runs}")  # fmt: skip
+        last = index
+        figures = {k: v for k, v in m.items() if k != "stages"}
+        stages = {k: list(v) for k, v in st.items()}
+        print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **figures, "stages": stages, **w}))
+    if args.synthetic and last is not None:
+        synthetic(args.synthetic, last, args.threads)
+
+
+def ref_count(index: Path) -> int:
+    from cover_id.index.store import IndexStore
+
+    return IndexStore.open(index).size
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,650 @@
+"""The index folder (format 2): records in SQLite, vectors and keypoints in segment files.
+
+See :mod:`cover_id.index.disk` for the layout. Opening an index reads the
+manifest, the list of live slots (8 bytes per reference) and the compact
+candidate index; records, keypoints and full vectors stay on disk and are
+read for the rows a query actually touches.
+
+An :class:`IndexStore` is a snapshot: rows ``0..size-1`` are its live slots
+in order. :meth:`IndexStore.copy` is cheap (it shares the open files);
+``add``/``remove`` on a copy are pending until :meth:`save` commits them in
+one SQLite transaction, so readers of other snapshots never see half a change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cover_id.errors import CoverIdError, IndexMismatchError
+from cover_id.store_io import atomic_write, clean_stale, discard, publish_dir, recover_dir, staging_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cover_id.encoders.base import Encoder
+    from cover_id.features import Features
+    from cover_id.index.disk import Disk
+    from cover_id.index.search import GlobalIndex
+    from cover_id.projection import Projection
+
+FORMAT_VERSION = 2
+VOTER_MAX = 200_000  # keypoint votes need every reference descriptor in memory: skip above
+COMPACT_DEAD = 0.25  # compact automatically once this fraction of slots are tombstones
+COMPACT_MIN_DEAD = 64  # ... and at least this many
+CHECKPOINT_TAIL = 2000  # re-save the search checkpoints once this many slots were added since
+VOLATILE = ("files", "count", "updated")  # manifest keys computed from the database
+
+
+class FilesView(Mapping):
+    """``manifest['files']``: filename -> sha256 of the live references, read from SQLite."""
+
+    def __init__(self, store: "IndexStore") -> None:
+        self._store = store
+
+    def get(self, filename: str, default: Any = None) -> Any:
+        for slot, sha in self._store._disk.query("SELECT slot, sha256 FROM refs WHERE filename = ?", (filename,)):
+            if self._store._row_of_slot(slot) is not None:
+                return sha
+        for rec, _, _, sha in self._store._pending:
+            if rec["filename"] == filename:
+                return sha
+        return default
+
+    def __getitem__(self, filename: str) -> Any:
+        out = self.get(filename, KeyError)
+        if out is KeyError:
+            raise KeyError(filename)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return (r["filename"] for r in self._store.records)
+
+    def __len__(self) -> int:
+        return self._store.size
+
+    def pop(self, key: str, default: Any = None) -> Any:  # the store tracks files itself
+        return self.get(key, default)
+
+
+class _Rows(Sequence):
+    """A lazy, read-only sequence over a snapshot's rows."""
+
+    def __init__(self, store: "IndexStore", kind: str) -> None:
+        self._store = store
+        self._kind = kind
+
+    def __len__(self) -> int:
+        return self._store.size
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._store._row(int(i), self._kind)
+
+    def __iter__(self) -> Iterator[Any]:
+        s = self._store
+        if self._kind == "records":
+            yield from s._disk.iter_records(s._live)
+            yield from (p[0] for p in s._pending)
+        else:
+            for i in range(len(self)):
+                yield self[i]
+
+
+class VectorRows:
+    """Array-like rows of a snapshot's vectors, read from the segment file on demand."""
+
+    def __init__(self, store: "IndexStore", which: str) -> None:
+        self._store = store
+        self._which = which
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._store.size, self._store._vec_dim(self._which))
+
+    ndim = 2
+
+    @property
+    def dtype(self) -> Any:
+        import numpy as np
+
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self._store.size
+
+    def __getitem__(self, key: Any) -> "np.ndarray":
+        import numpy as np
+
+        if isinstance(key, tuple):
+            return self[key[0]][(slice(None),) + key[1:]]
+        if isinstance(key, (int, np.integer)):
+            return self._store._vectors(np.array([int(key)]), self._which)[0]
+        rows = np.arange(self._store.size)[key]
+        return self._store._vectors(np.atleast_1d(rows), self._which)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> "np.ndarray":
+        import numpy as np
+
+        out = self._store._vectors(np.arange(self._store.size), self._which)
+        return out if dtype is None else out.astype(dtype)
+
+    @property
+    def T(self) -> "np.ndarray":
+        import numpy as np
+
+        return np.asarray(self).T
+
+    def astype(self, dtype: Any) -> "np.ndarray":
+        import numpy as np
+
+        return np.asarray(self).astype(dtype)
+
+
+class _SnapshotVoter:
+    """The shared vote index, seen through one snapshot's rows."""
+
+    def __init__(self, store: "IndexStore", voter: Any) -> None:
+        self._store = store
+        self._voter = voter
+
+    @property
+    def n_refs(self) -> int:
+        return self._store.size
+
+    def votes(self, query: "Features") -> "np.ndarray":
+        import numpy as np
+
+        s = self._store
+        with s._disk.search_lock.read():
+            v = self._voter.votes(query)  # one entry per slot the voter covers
+        out = np.zeros(s.size, np.float32)
+        live = s._live
+        ok = live < len(v)
+        out[: len(live)][ok] = v[live[ok]]
+        return out
+
+    def shortlist(self, query: "Features", top: int = 25) -> list[tuple[int, float]]:
+        import numpy as np
+
+        v = self.votes(query)
+        order = np.argsort(-v, kind="stable")[:top]
+        return [(int(i), float(v[i])) for i in order if v[i] > 0]
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / "manifest.json"
+    if not path.is_dir():
+        raise CoverIdError(f"index not found: {path} (build one with `cover-id index --refs DIR --out {path}`)")
+    if not manifest_path.is_file():
+        raise CoverIdError(f"{path} is not a cover-id index (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        raise CoverIdError(f"{manifest_path}: corrupt manifest; rebuild with `cover-id index --rebuild`") from None
+    fmt = int(manifest.get("format", 0))
+    if fmt > FORMAT_VERSION:
+        raise CoverIdError(f"{path} was written by a newer cover-id (format {fmt}); upgrade")
+    if fmt < FORMAT_VERSION:
+        refs = manifest.get("refs_root") or "REFS"
+        raise CoverIdError(
+            f"{path} is a format-{fmt} index; this cover-id reads format {FORMAT_VERSION}. Rebuild it with "
+            f"`cover-id index --refs {refs} --out {path}` (an index run converts it; calibration is kept)"
+        )
+    return manifest
+
+
+class IndexStore:
+    """One snapshot of an index folder; :meth:`open` reads one, :meth:`save` commits changes."""
+
+    def __init__(
+        self,
+        manifest: dict[str, Any],
+        disk: "Disk",
+        live: "np.ndarray",
+        encoder_state: "dict[str, np.ndarray] | None" = None,
+        projection: "Projection | None" = None,
+        path: Path | None = None,
+    ) -> None:
+        self.manifest = {k: v for k, v in manifest.items() if k != "files"}
+        self.manifest["files"] = FilesView(self)
+        self._disk = disk
+        self._live = live
+        self.encoder_state = encoder_state or {}
+        self.projection = projection
+        self.path = path
+        self._pending: list[tuple[dict[str, Any], "np.ndarray", "Features", str]] = []  # record, raw, feats, sha
+        self._dead: list[int] = []  # slots removed in this snapshot, not saved yet
+        self._saved_manifest = self._manifest_text()
+
+    # ---- reading -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path) -> "IndexStore":
+        """Open an index folder; a clear error if it is missing, partial, too old or too new."""
+        import numpy as np
+
+        from cover_id.index.disk import Disk
+        from cover_id.projection import Projection
+
+        path = Path(path)
+        recover_dir(path)
+        manifest = _read_manifest(path)
+        try:
+            state: dict[str, np.ndarray] = {}
+            if (path / "encoder_state.npz").is_file():
+                with np.load(path / "encoder_state.npz", allow_pickle=False) as z:
+                    state = {k: z[k] for k in z.files}
+            projection = None
+            if (path / "projection.npz").is_file():
+                with np.load(path / "projection.npz", allow_pickle=False) as z:
+                    projection = Projection.from_arrays({k: z[k] for k in z.files})
+            if not (path / "refs.db").is_file():
+                raise OSError("refs.db is missing")
+            enc_dim = int(manifest["encoder"].get("dim") or manifest["dim"])
+            disk = Disk(path, enc_dim, projection.out_dim if projection else None)
+            live = disk.live_slots()
+        except (OSError, KeyError, ValueError) as exc:
+            raise CoverIdError(
+                f"{path}: index files are damaged ({exc}); rebuild with `cover-id index --rebuild`"
+            ) from None
+        store = cls(manifest, disk, live, state, projection, path)
+        store._global()  # the candidate index is needed by every query: load it now
+        return store
+
+    def _manifest_text(self) -> str:
+        return json.dumps({k: v for k, v in self.manifest.items() if k not in VOLATILE}, sort_keys=True, default=str)
+
+    @property
+    def size(self) -> int:
+        return int(len(self._live)) + len(self._pending)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def encoder_spec(self) -> dict[str, Any]:
+        return self.manifest["encoder"]
+
+    @property
+    def refs_root(self) -> Path:
+        return Path(self.manifest.get("refs_root", "."))
+
+    @property
+    def records(self) -> Sequence[dict[str, Any]]:
+        return _Rows(self, "records")
+
+    @property
+    def features(self) -> "Sequence[Features]":
+        return _Rows(self, "features")
+
+    @property
+    def embeddings(self) -> VectorRows:
+        """Index-space vectors (after the projection head, if any), read on demand."""
+        return VectorRows(self, "emb")
+
+    @property
+    def raw_embeddings(self) -> VectorRows:
+        """Encoder vectors before the projection head."""
+        return VectorRows(self, "raw")
+
+    @property
+    def dead(self) -> int:
+        """Tombstoned slots on disk (space that :meth:`compact` gives back)."""
+        return int(self._disk.query("SELECT COUNT(*) FROM refs WHERE deleted = 1")[0][0])
+
+    def _vec_dim(self, which: str) -> int:
+        if which == "emb":
+            return self.dim
+        return int(self.encoder_spec.get("dim") or self.dim)
+
+    def _row(self, i: int, kind: str) -> Any:
+        n = len(self._live)
+        if i < 0:
+            i += self.size
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        if i >= n:
+            rec, _, feats, _ = self._pending[i - n]
+            return rec if kind == "records" else feats
+        slot = int(self._live[i])
+        return self._disk.record(slot) if kind == "records" else self._disk.features(slot)
+
+    def _vectors(self, rows: "np.ndarray", which: str) -> "np.ndarray":
+        import numpy as np
+
+        rows = np.asarray(rows, np.int64)
+        rows = np.where(rows < 0, rows + self.size, rows)
+        n = len(self._live)
+        out = np.empty((len(rows), self._vec_dim(which)), np.float32)
+        stored = rows < n
+        if stored.any():
+            slots = self._live[rows[stored]]
+            if which == "emb" and self.projection is None:
+                which_disk = "raw"
+            else:
+                which_disk = which
+            out[stored] = self._disk.vectors(slots, which_disk)
+        for j in np.flatnonzero(~stored):
+            raw = self._pending[int(rows[j]) - n][1].reshape(1, -1)
+            out[j] = self.embed(raw)[0] if which == "emb" else raw[0]
+        return out
+
+    def _row_of_slot(self, slot: int) -> int | None:
+        import numpy as np
+
+        j = int(np.searchsorted(self._live, slot))
+        return j if j < len(self._live) and int(self._live[j]) == slot else None
+
+    def keypoint_counts(self) -> "np.ndarray":
+        import numpy as np
+
+        stored = self._disk.keypoint_counts(self._live)
+        return np.concatenate([stored, np.array([len(p[2]) for p in self._pending], np.int64)])
+
+    def image_path(self, i: int) -> Path:
+        """Where reference ``i``'s image lives (stored filenames are relative to refs_root)."""
+        name = self.records[i]["filename"]
+        p = Path(name)
+        return p if p.is_absolute() else self.refs_root / p
+
+    def index_of(self, ref_id: str) -> int | None:
+        for slot in self._disk.slots_of_id(ref_id):
+            row = self._row_of_slot(slot)
+            if row is not None:
+                return row
+        for j, p in enumerate(self._pending):
+            if p[0]["id"] == ref_id:
+                return len(self._live) + j
+        return None
+
+    # ---- search ------------------------------------------------------------------
+    def _global(self) -> "GlobalIndex":
+        """The shared compact index: checkpoint plus the slots added since."""
+        import numpy as np
+
+        from cover_id.index.search import GlobalIndex
+
+        disk = self._disk
+        g = disk.shared.get("global")
+        if g is not None:
+            return g
+        with disk.search_lock.write():
+            g = disk.shared.get("global")
+            if g is None:
+                ck = disk.path / "global.npz"
+                with np.load(ck, allow_pickle=False) as z:
+                    g = GlobalIndex.from_state({k: z[k] for k in z.files})
+                tail = np.arange(g.covered, disk.next_slot(), dtype=np.int64)
+                for chunk in disk.all_vectors(tail, "emb" if self.projection is not None else "raw"):
+                    g.add(chunk)
+                disk.shared["global"] = g
+            return g
+
+    def faiss_index(self) -> Any:
+        return self._global().index
+
+    def search(self, vectors: "np.ndarray", k: int) -> "tuple[np.ndarray, np.ndarray]":
+        """Top-k (scores, rows) for each vector; -1 where fewer rows exist."""
+        import numpy as np
+
+        vectors = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, np.float32)))
+        n_q = len(vectors)
+        k = max(1, min(int(k), self.size))
+        if self.size == 0:
+            return np.zeros((n_q, 0), np.float32), np.zeros((n_q, 0), np.int64)
+        g = self._global()
+        out_s = np.full((n_q, k), -np.inf, np.float32)
+        out_i = np.full((n_q, k), -1, np.int64)
+        if len(self._live):
+            want = k
+            while True:
+                with self._disk.search_lock.read():
+                    total = g.index.ntotal
+                    scores, slots = g.search(vectors, want)
+                done = True
+                for q in range(n_q):
+                    found = [(s, self._row_of_slot(int(x))) for s, x in zip(scores[q], slots[q]) if x >= 0]
+                    rows = [(s, r) for s, r in found if r is not None][:k]
+                    if len(rows) < min(k, len(self._live)) and want < total:
+                        done = False
+                    for j, (s, r) in enumerate(rows):
+                        out_s[q, j], out_i[q, j] = s, r
+                if done:
+                    break
+                want = min(total, want * 4)
+        if self._pending:  # not yet committed: scored exactly, merged in
+            n = len(self._live)
+            pend = self.embed(np.stack([p[1] for p in self._pending]))
+            ps = g.project(vectors) @ g.project(pend).T
+            all_s = np.concatenate([out_s, ps], axis=1)
+            all_i = np.concatenate([out_i, np.arange(n, n + len(pend))[None, :].repeat(n_q, 0)], axis=1)
+            order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+            out_s, out_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
+        out_i[~np.isfinite(out_s)] = -1
+        return out_s, out_i
+
+    @property
+    def has_voter(self) -> bool:
+        return bool(self.manifest.get("voter", True)) and 0 < self.size
+
+    def voter(self) -> _SnapshotVoter:
+        """The keypoint-vote shortlister (loaded on first use: checkpoint plus later slots)."""
+
+        from cover_id.index.vote import DescriptorVoter
+
+        disk = self._disk
+        v = disk.shared.get("voter")
+        if v is None:
+            with disk.search_lock.write():
+                v = disk.shared.get("voter")
+                if v is None:
+                    ck = disk.path / "voter.faiss"
+                    end = disk.next_slot()
+                    if ck.is_file():
+                        covered = int(self.manifest.get("voter_covered", 0))
+                        v = DescriptorVoter.load(str(ck), covered)
+                        feats = [disk.features(s) for s in range(covered, end)]
+                        if feats:
+                            v.add(feats)
+                    else:
+                        v = DescriptorVoter()
+                        v.fit([disk.features(s) for s in range(end)])
+                    disk.shared["voter"] = v
+        return _SnapshotVoter(self, v)
+
+    # ---- encoders ----------------------------------------------------------------
+    def create_encoder(self, options: dict[str, Any] | None = None) -> "Encoder":
+        """The encoder that built this index, with its learned state loaded."""
+        from cover_id.encoders import encoder_from_spec
+
+        encoder = encoder_from_spec(self.encoder_spec, options)
+        if self.encoder_state and encoder.fittable:
+            encoder.load_state(self.encoder_state)
+        return encoder
+
+    def embed(self, raw: "np.ndarray") -> "np.ndarray":
+        """Encoder vectors -> index space (applies the projection head, if any)."""
+        return self.projection.apply(raw) if self.projection is not None else raw
+
+    def check_compatible(self, spec: dict[str, Any], projection: "Projection | None", check_head: bool = True) -> None:
+        """Refuse to mix vectors from another encoder, dimension or head."""
+        mine = self.encoder_spec
+        how = "rebuild it with `cover-id index --rebuild` (or write to another --out)"
+        if (mine.get("name"), mine.get("params")) != (spec.get("name"), spec.get("params")):
+            raise IndexMismatchError(
+                f"index {self.path} was built with encoder {describe_spec(mine)}, not {describe_spec(spec)}; {how}"
+            )
+        if mine.get("weights") != spec.get("weights"):
+            raise IndexMismatchError(f"index {self.path} was built with other {mine.get('name')} weights; {how}")
+        if not check_head:
+            return
+        have = self.manifest.get("projection") or {}
+        want = {"fingerprint": projection.fingerprint} if projection else {}
+        if have.get("fingerprint") != want.get("fingerprint"):
+            raise IndexMismatchError(f"index {self.path} was built with a different projection head; {how}")
+
+    # ---- changing (pending until save) ---------------------------------------------
+    def add(self, record: dict[str, Any], raw: "np.ndarray", features: "Features", sha256: str) -> int:
+        """Append one reference from its encoder vector; returns its row (committed by :meth:`save`)."""
+        import numpy as np
+
+        if self.index_of(record["id"]) is not None:
+            raise CoverIdError(f"a reference with id '{record['id']}' already exists")
+        self._pending.append((dict(record), np.asarray(raw, np.float32).reshape(-1), features, sha256))
+        return self.size - 1
+
+    def remove(self, ref_id: str) -> dict[str, Any]:
+        """Drop one reference by id; returns its record (committed by :meth:`save`)."""
+        import numpy as np
+
+        i = self.index_of(ref_id)
+        if i is None:
+            raise CoverIdError(f"no reference with id '{ref_id}'")
+        n = len(self._live)
+        if i >= n:
+            return self._pending.pop(i - n)[0]
+        record = self.records[i]
+        self._dead.append(int(self._live[i]))
+        self._live = np.delete(self._live, i)
+        return record
+
+    def copy(self) -> "IndexStore":
+        """A snapshot that can be changed without disturbing readers of this one (shares the files)."""
+        import copy
+
+        other = IndexStore.__new__(IndexStore)
+        other.__dict__.update(self.__dict__)
+        other.manifest = {k: copy.deepcopy(v) for k, v in self.manifest.items() if k != "files"}
+        other.manifest["files"] = FilesView(other)
+        other._live = self._live.copy()
+        other._pending = list(self._pending)
+        other._dead = list(self._dead)
+        return other
+
+    # ---- writing -----------------------------------------------------------------
+    def save(self, path: Path | None = None) -> Path:
+        """Commit pending adds and removes (one transaction) and the manifest, if changed."""
+        import numpy as np
+
+        target = Path(path or self.path or ".")
+        if self.path is None or target.resolve() != Path(self.path).resolve():
+            return self._rewrite(target)
+        clean_stale(target)
+        if self._pending or self._dead:
+            disk = self._disk
+            items = [(rec, raw, self.embed(raw.reshape(1, -1))[0] if self.projection else None, feats, sha, None)
+                     for rec, raw, feats, sha in self._pending]  # fmt: skip
+            with disk.transaction() as db:
+                slots = disk.append(db, items) if items else []
+                if self._dead:
+                    db.executemany("UPDATE refs SET deleted = 1 WHERE slot = ?", [(s,) for s in self._dead])
+            self._index_new(slots, [p[1] for p in self._pending], [p[2] for p in self._pending])
+            self._live = np.concatenate([self._live, np.asarray(slots, np.int64)])
+            self._pending, self._dead = [], []
+        text = self._manifest_text()
+        if text != self._saved_manifest:
+            self._write_manifest(target)
+        self.maintain()
+        return target
+
+    def _index_new(self, slots: list[int], raws: "list[np.ndarray]", feats: "list[Features]") -> None:
+        """Add committed slots to the shared in-memory search structures (in slot order)."""
+        import numpy as np
+
+        if not slots:
+            return
+        disk = self._disk
+        g = disk.shared.get("global")
+        v = disk.shared.get("voter")
+        with disk.search_lock.write():
+            if g is not None and g.covered == slots[0]:
+                g.add(self.embed(np.stack(raws)))
+            elif g is not None:
+                disk.shared.pop("global", None)  # another writer got in between: reload on next use
+            if v is not None and v.n_refs == slots[0]:
+                v.add(list(feats))
+            elif v is not None:
+                disk.shared.pop("voter", None)
+
+    def _write_manifest(self, target: Path) -> None:
+        out = {k: v for k, v in self.manifest.items() if k not in VOLATILE}
+        out.update(format=FORMAT_VERSION, count=self.size, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.manifest.update(count=out["count"], updated=out["updated"])
+        with atomic_write(target / "manifest.json") as tmp:
+            tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False))
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        self._saved_manifest = self._manifest_text()
+
+    def maintain(self) -> None:
+        """Compact past the tombstone threshold; refresh search checkpoints past the tail limit."""
+        dead = self.dead
+        total = dead + len(self._live)
+        if dead >= COMPACT_MIN_DEAD and dead >= COMPACT_DEAD * total:
+            self.compact()
+            return
+        g = self._disk.shared.get("global")
+        if g is not None and self._checkpoint_covered("global.npz") + CHECKPOINT_TAIL <= g.covered:
+            self.checkpoint()
+
+    def _checkpoint_covered(self, name: str) -> int:
+        import numpy as np
+
+        try:
+            with np.load(self._disk.path / name, allow_pickle=False) as z:
+                key = "covered" if "covered" in z.files else "voter_n_refs"
+                return int(z[key][0])
+        except (OSError, KeyError, ValueError):
+            return 0
+
+    def checkpoint(self) -> None:
+        """Write the in-memory search structures to their checkpoint files (atomically)."""
+        import numpy as np
+
+        disk = self._disk
+        with disk.search_lock.read():
+            g = disk.shared.get("global")  # the vote index is only rewritten by compaction (it can be large)
+            parts = [("global.npz", g.state() if g is not None else None)]
+        for name, state in parts:
+            if state is None:
+                continue
+            with atomic_write(disk.path / name) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **state)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+
+    def compact(self) -> None:
+        """Rewrite the folder without tombstones; this snapshot moves to the new files."""
+        if self.path is None:
+            raise CoverIdError("compact needs a saved index")
+        self._rewrite(Path(self.path))
+
+    def _rewrite(self, target: Path, projection: Any = "same") -> Path:
+        """Write this snapshot's rows into a fresh folder, swap it in at ``target``, move there."""
+        from cover_id.index.build import write_store
+
+        staged = staging_dir(target)
+        try:
+            write_store(staged, self, projection)
+            publish_dir(staged, target)
+        except BaseException:
+            discard(staged)
+            raise
+        new = IndexStore.open(target)
+        self.__dict__.update(new.__dict__)
+        self.manifest["files"] = FilesView(self)
+        return target
+
+
+def describe_spec(spec: dict[str, Any]) -> str:
+    """'clip (ViT-B-32, laion2b_s34b_b79k)' — for messages."""
+    params = spec.get("params") or {}
+    inner = ", ".join(str(v) for v in params.values() if v is not None and not isinstance(v, (dict, list)))
+    return f"'{spec.get('name')}'" + (f" ({inner})" if inner else "")
