@@ -74,3 +74,11 @@ class Encoder(ABC):
     def load_state(self, state: "dict[str, np.ndarray]") -> None:
         """Restore :meth:`state` (``fittable``)."""
         raise NotImplementedError(f"encoder {self.name!r} has no state to load (fittable is False)")
+
+
+def l2_normalize(x: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
