@@ -236,7 +236,7 @@ def test_clip_encoder_path_end_to_end(world: dict, tmp_path: Path) -> None:
         show_progress=False,
     )
     ident = Identifier.from_index(tmp_path / "clip", {"threads": 2})
-    assert not hasattr(ident.encoder, "encode_features")
+    assert not ident.encoder.supports_features
     r = ident.identify(world["photos"][5][0])
     assert r["decision"] == "accept" and r["match"]["id"] == "cover-005"  # votes + geometry carry it
     assert -1.0 <= r["cosine"] <= 1.0 and r["timings_ms"]["embed"] > 0
