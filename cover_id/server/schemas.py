@@ -29,8 +29,15 @@ class Reference(BaseModel):
     filename: str = Field(description="Image file, relative to the refs folder (or to the collection for added ones).")
 
 
+class Price(BaseModel):
+    value: float
+    currency: str | None = Field(None, description="e.g. EUR; none when the price file gives a bare number.")
+    source: str = Field(description="`prices` (the --prices file) or `catalog` (the record's own `price` field).")
+
+
 class ReferenceOut(Reference):
     image_url: str = Field(description="Where to fetch the image (add `&size=` or `?size=` for a thumbnail).")
+    price: Price | None = Field(None, description="From the price file (by id or set code) or a `price` field.")
 
 
 class ReferenceDetail(ReferenceOut):
@@ -51,6 +58,7 @@ class ReferencePage(BaseModel):
     offset: int
     limit: int
     q: str | None = None
+    sort: str | None = Field(None, description="`price`: most valuable first (unpriced last).")
     items: list[ReferenceOut]
 
 
@@ -66,6 +74,7 @@ class Match(BaseModel):
     cosine: float | None = Field(None, description="Embedding similarity.")
     geom_score: float | None = Field(None, description="Geometric verification score (0-1).")
     inliers: int | None = Field(None, description="Keypoint matches consistent with the homography.")
+    price: Price | None = Field(None, description="From the price file or the catalog's `price` field.")
 
 
 class IdentifyResult(BaseModel):

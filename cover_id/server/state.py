@@ -19,6 +19,7 @@ import anyio
 from fastapi import Request
 
 from cover_id.errors import ImageError
+from cover_id.prices import PriceBook
 from cover_id.server.collection import Collection
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class ServerState:
         self.requests = 0
         self.last_ms: float | None = None
         self.compute = anyio.CapacityLimiter(self.workers)
+        self.prices = PriceBook.load(settings.get("prices"))
         self._thumbs: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -99,7 +101,8 @@ class ServerState:
 
     def record(self, store: IndexStore, i: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reference ``i`` as the API shows it: its record, ``extra`` and its image URL."""
-        return {**self.public(store.records[i]), **(extra or {}), "image_url": image_url(store, i)}
+        rec = self.public(store.records[i])
+        return {**rec, **(extra or {}), "image_url": image_url(store, i), "price": self.prices.lookup(rec)}
 
 
 def text_search_available(identifier: Identifier) -> bool:

@@ -37,7 +37,7 @@ async def identify(
     want_multi = bool(multi or multi_q)
     name = file.filename or "upload"
     result = await state.run(lambda: state.identifier.identify(data, name=name, multi=want_multi))
-    return state.public(result)
+    return state.prices.annotate(state.public(result))
 
 
 @router.post(
