@@ -78,6 +78,8 @@ def identify(
     review_score: Optional[float] = typer.Option(None, "--review-score", help="Geometric score needed for review."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Photos are processed at most this large (px)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    session: Optional[str] = typer.Option(None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="Price file (JSON keyed by id or set code): adds `price` to matches."),
 ) -> None:
     """Find the cover in each photo, rectify it, retrieve, verify geometrically, decide."""
     import csv
@@ -95,6 +97,9 @@ def identify(
     )
     sources = expand_inputs(photos)
     identifier = Identifier.from_index(index, settings)
+    from cover_id.collect import CliCollector
+
+    collect = CliCollector(index, session, prices or settings.get("prices"))
     many = len(sources) > 1
     console = Console()
     rows = []
@@ -108,6 +113,7 @@ def identify(
                 export_debug=_export_path(export_debug, src, many, "debug"),
             )  # fmt: skip
             failures += "error" in r
+            collect(r, src)
             if as_json:
                 sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
@@ -128,5 +134,6 @@ def identify(
                         "geom_score": e.get("geom_score"), "inliers": e.get("inliers"), "cosine": e.get("cosine"),
                         "strategy": e.get("strategy"), "error": r.get("error"),
                     })  # fmt: skip
+    collect.close(console if not as_json else None)
     if failures:  # the batch went on; the exit code still tells
         raise typer.Exit(2 if failures == len(sources) else 1)

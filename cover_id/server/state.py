@@ -20,6 +20,7 @@ from fastapi import Request
 
 from cover_id.errors import ImageError
 from cover_id.prices import PriceBook
+from cover_id.sessions import SessionStore
 from cover_id.server.collection import Collection
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class ServerState:
         self.last_ms: float | None = None
         self.compute = anyio.CapacityLimiter(self.workers)
         self.prices = PriceBook.load(settings.get("prices"))
+        self.sessions = SessionStore.for_index(collection.index_path)
         self._thumbs: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
