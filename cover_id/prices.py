@@ -73,7 +73,7 @@ class PriceBook:
                 if hit is not None:
                     return dict(hit)
         value = record.get("price")
-        if _number(value):
+        if isinstance(value, (int, float)) and _number(value):
             cur = record.get("currency")
             return {"value": float(value), "currency": cur if isinstance(cur, str) else None, "source": "catalog"}
         return None

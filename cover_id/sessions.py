@@ -79,8 +79,11 @@ def _jpeg(image: Any, side: int, quality: int) -> bytes | None:
     from cover_id.imageops import jpeg_thumbnail
 
     try:
-        arr = read_image(bytes(image) if isinstance(image, bytearray) else image, max_side=side) if isinstance(
-            image, (bytes, bytearray, str, Path)) else image
+        arr = (
+            read_image(bytes(image) if isinstance(image, bytearray) else image, max_side=side)
+            if isinstance(image, (bytes, bytearray, str, Path))
+            else image
+        )
         return jpeg_thumbnail(arr, side, quality=quality) or None
     except CoverIdError:
         return None
@@ -252,11 +255,11 @@ class SessionStore:
         """An item's thumbnail (``thumb``) or kept photo (``photo``) as JPEG bytes."""
         assert kind in ("thumb", "photo")
         with self._lock:
-            r = self._db.execute(
-                f"SELECT {kind} FROM items WHERE id = ? AND session_id = ?", (item_id, sid)
-            ).fetchone()
+            r = self._db.execute(f"SELECT {kind} FROM items WHERE id = ? AND session_id = ?", (item_id, sid)).fetchone()
         if r is None or r[0] is None:
-            raise SessionNotFound(f"item {item_id} of session '{sid}' has no {'thumbnail' if kind == 'thumb' else kind}")
+            raise SessionNotFound(
+                f"item {item_id} of session '{sid}' has no {'thumbnail' if kind == 'thumb' else kind}"
+            )
         return bytes(r[0])
 
     def undo(self, sid: str) -> dict[str, Any] | None:
@@ -273,9 +276,10 @@ class SessionStore:
             if r["count"] <= 1:
                 db.execute("DELETE FROM items WHERE id = ?", (r["id"],))
             else:
-                last = db.execute(
-                    "SELECT MAX(at) FROM scans WHERE item_id = ?", (r["id"],)
-                ).fetchone()[0] or r["first_seen"]
+                last = (
+                    db.execute("SELECT MAX(at) FROM scans WHERE item_id = ?", (r["id"],)).fetchone()[0]
+                    or r["first_seen"]
+                )
                 db.execute("UPDATE items SET count = count - 1, last_seen = ? WHERE id = ?", (last, r["id"]))
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), sid))
         return self._item_out(r)

@@ -18,7 +18,11 @@ def test_price_file_by_id_set_code_and_catalog_field(tmp_path: Path) -> None:
     assert len(book) == 2
     assert book.lookup({"id": "the-matrix"}) == {"value": 12.5, "currency": "EUR", "source": "prices"}
     assert book.lookup({"id": "dm", "set_code": "loch-jp001"})["value"] == 3.0  # set codes match in any case
-    assert book.lookup({"id": "x", "price": 7, "currency": "USD"}) == {"value": 7.0, "currency": "USD", "source": "catalog"}
+    assert book.lookup({"id": "x", "price": 7, "currency": "USD"}) == {
+        "value": 7.0,
+        "currency": "USD",
+        "source": "catalog",
+    }
     assert book.lookup({"id": "the-matrix", "price": 1})["source"] == "prices"  # the file wins
     assert book.lookup({"id": "nothing"}) is None and book.lookup({"id": "x", "price": "cheap"}) is None
     r = {"decision": "accept", "match": {"id": "the-matrix"}, "alternatives": [{"id": "y"}]}
@@ -51,11 +55,17 @@ def test_prices_on_a_real_server(tmp_path: Path) -> None:
 
     world = build_world(tmp_path)
     prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"cover-002": {"value": 40, "currency": "EUR"}, "cover-005": {"value": 90, "currency": "EUR"}}))
+    prices.write_text(
+        json.dumps({"cover-002": {"value": 40, "currency": "EUR"}, "cover-005": {"value": 90, "currency": "EUR"}})
+    )
     s = serve(world["index"], {"prices": str(prices)})
     try:
         r = s.client.post("/api/identify", files=jpeg(world["photo"])).json()
-        assert r["match"]["id"] == "cover-002" and r["match"]["price"] == {"value": 40.0, "currency": "EUR", "source": "prices"}
+        assert r["match"]["id"] == "cover-002" and r["match"]["price"] == {
+            "value": 40.0,
+            "currency": "EUR",
+            "source": "prices",
+        }
         assert all("price" in a for a in r["alternatives"])
         page = s.client.get("/api/refs", params={"sort": "price", "limit": 3}).json()
         assert [i["id"] for i in page["items"]] == ["cover-005", "cover-002", "cover-000"]

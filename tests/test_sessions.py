@@ -102,7 +102,9 @@ def test_session_errors_are_clear(world: dict, srv: SimpleNamespace) -> None:
     assert r.json()["count"] == 2 and r.json()["price"] is None
 
 
-def test_feedback_corrects_items_and_exports_truth_for_verify(world: dict, srv: SimpleNamespace, tmp_path: Path) -> None:
+def test_feedback_corrects_items_and_exports_truth_for_verify(
+    world: dict, srv: SimpleNamespace, tmp_path: Path
+) -> None:
     c = srv.client
     sid = c.post("/api/sessions", json={"name": "box of cards"}).json()["id"]
     first = c.post(f"/api/identify?session={sid}", files=jpeg(world["photo"], "p2.jpg")).json()["session_item"]
@@ -119,7 +121,9 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(world: dict, srv: 
     assert items[first["id"]]["confirmed"] and items[first["id"]]["correction"] is None
     # a photo of its own, "not in my collection"
     absent, _ = scene_jpeg(7, 13)
-    r = c.post("/api/feedback", files=jpeg(absent, "stranger.jpg"), data={"action": "absent", "predicted_id": "cover-007"})
+    r = c.post(
+        "/api/feedback", files=jpeg(absent, "stranger.jpg"), data={"action": "absent", "predicted_id": "cover-007"}
+    )
     assert r.status_code == 201 and r.json()["truth"] is None
     for bad, message in [
         ({"action": "correct", "session": sid, "item": first["id"]}, "ref_id"),
@@ -176,7 +180,9 @@ def test_cli_identify_adds_batches_to_a_session(world: dict, tmp_path: Path) -> 
         (photos / f"p{n}.jpg").write_bytes(scene_jpeg(cover, seed)[0])
     (photos / "broken.jpg").write_bytes(b"junk")  # one bad file: one error line, the batch goes on
     args = [sys.executable, "-m", "cover_id", "identify", str(photos), "--index", str(index), "--session", "shelf 3"]
-    res = subprocess.run([*args, "--json", "--prices", str(world["prices"])], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*args, "--json", "--prices", str(world["prices"])], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 1, res.stderr  # some photos failed
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(lines) == 4 and sum("error" in x for x in lines) == 1
@@ -188,5 +194,8 @@ def test_cli_identify_adds_batches_to_a_session(world: dict, tmp_path: Path) -> 
     store = SessionStore(sessions_path(index))
     [s] = store.list()
     got = store.get(s["id"])
-    assert s["name"] == "shelf 3" and {i["ref_id"]: i["count"] for i in got["items"]} == {"cover-002": 3, "cover-005": 1}
+    assert s["name"] == "shelf 3" and {i["ref_id"]: i["count"] for i in got["items"]} == {
+        "cover-002": 3,
+        "cover-005": 1,
+    }
     assert all(i["has_thumb"] and i["has_photo"] for i in got["items"])

@@ -24,7 +24,9 @@ def site(tmp_path_factory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("websession")
     world = build_world(root)
     prices = root / "prices.json"
-    prices.write_text(json.dumps({"cover-002": {"value": 4.5, "currency": "EUR"}, "cover-005": {"value": 10, "currency": "EUR"}}))
+    prices.write_text(
+        json.dumps({"cover-002": {"value": 4.5, "currency": "EUR"}, "cover-005": {"value": 10, "currency": "EUR"}})
+    )
     s = serve(world["index"], {"workers": 2, "prices": str(prices)})
     s.world = world
     yield s
@@ -116,10 +118,14 @@ def test_live_fusion_rules(browser, site: SimpleNamespace) -> None:  # noqa: F81
     out = page.evaluate(
         """() => {
         const f = new LiveFusion(3, 2);
-        const fr = (id, d = "accept") => id ? { decision: d, match: { id, name: id } } : { decision: "reject", match: { id: "z", name: "z" } };
+        const fr = (id, d = "accept") =>
+            id ? { decision: d, match: { id, name: id } } : { decision: "reject", match: { id: "z", name: "z" } };
         const seq = [fr("a"), fr("b"), fr("a"), fr("a"), fr("a"), fr("b"), fr("a"), fr("a"), fr(null), fr(null),
                      fr("a", "review"), fr("a", "review"), fr("a", "review"), fr("a"), fr("a"), fr("a")];
-        return seq.map((x) => { const r = f.push(x); return [r.tracked ? r.tracked.id : null, r.add ? r.add.id : null]; });
+        return seq.map((x) => {
+            const r = f.push(x);
+            return [r.tracked ? r.tracked.id : null, r.add ? r.add.id : null];
+        });
     }"""
     )
     tracked = [t for t, _ in out]

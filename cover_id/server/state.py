@@ -20,8 +20,8 @@ from fastapi import Request
 
 from cover_id.errors import ImageError
 from cover_id.prices import PriceBook
-from cover_id.sessions import SessionStore
 from cover_id.server.collection import Collection
+from cover_id.sessions import SessionStore
 
 if TYPE_CHECKING:
     from cover_id.index_store import IndexStore
