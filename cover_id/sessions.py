@@ -107,24 +107,36 @@ class SessionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise CoverIdError(f"sessions database {self.path.name} cannot be opened ({exc})") from None
-        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened on first use (a server on a read-only index still starts; sessions then fail)."""
+        with self._lock:
+            if self._conn is None:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                    db.row_factory = sqlite3.Row
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA foreign_keys=ON")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(SCHEMA)
+                except (sqlite3.DatabaseError, OSError) as exc:
+                    raise CoverIdError(f"sessions database {self.path.name} cannot be opened ({exc})") from None
+                self._conn = db
+            return self._conn
 
     @classmethod
     def for_index(cls, index: Path) -> "SessionStore":
         return cls(sessions_path(index))
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -199,3 +199,17 @@ def test_cli_identify_adds_batches_to_a_session(world: dict, tmp_path: Path) -> 
         "cover-005": 1,
     }
     assert all(i["has_thumb"] and i["has_photo"] for i in got["items"])
+
+
+def test_unusable_sessions_file_is_one_clear_error(tmp_path: Path) -> None:
+    from cover_id.errors import CoverIdError
+    from cover_id.sessions import SessionStore
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(CoverIdError, match="sessions database s.sqlite cannot be opened"):
+        SessionStore(tmp_path / "a-file" / "s.sqlite").list()
+    junk = tmp_path / "junk.sessions.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CoverIdError, match="cannot be opened"):
+        SessionStore(junk).create("x")
+    assert junk.read_bytes().startswith(b"this is not")  # nothing overwritten
