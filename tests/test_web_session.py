@@ -104,7 +104,8 @@ def test_session_on_a_phone_screen(browser, site: SimpleNamespace, tmp_path: Pat
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"page is {overflow}px wider than the phone screen"
     drop, aside = page.locator("#drop").bounding_box(), page.locator("#session").bounding_box()
-    assert aside["width"] > 300 and aside["y"] > drop["y"]  # stacked under the camera / drop zone
+    result = page.locator("#result").bounding_box()
+    assert aside["width"] > 300 and drop["y"] < aside["y"] < result["y"]  # right under the drop zone
     shot = tmp_path / "screenshot_session_phone.png"
     page.screenshot(path=str(shot), full_page=True)
     _keep(shot)
