@@ -73,20 +73,27 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
-def _jpeg(image: Any, side: int, quality: int) -> bytes | None:
-    """``image`` (bytes, a path or a BGR array) as a JPEG at most ``side`` large; None when unreadable."""
-    from cover_id.imageio import read_image
+def thumb_and_photo(image: Any) -> tuple[bytes | None, bytes | None]:
+    """``image`` (bytes, a path or a BGR array) as (thumbnail, kept photo) JPEGs; (None, None) when unreadable.
+
+    The photo is decoded once; a JPEG that is already small enough is kept byte for byte.
+    """
+    from cover_id.imageio import image_size, read_image
     from cover_id.imageops import jpeg_thumbnail
 
+    raw: bytes | None = None
     try:
-        arr = (
-            read_image(bytes(image) if isinstance(image, bytearray) else image, max_side=side)
-            if isinstance(image, (bytes, bytearray, str, Path))
-            else image
-        )
-        return jpeg_thumbnail(arr, side, quality=quality) or None
-    except CoverIdError:
-        return None
+        if isinstance(image, (str, Path)):
+            raw = Path(image).read_bytes()
+        elif isinstance(image, (bytes, bytearray)):
+            raw = bytes(image)
+        arr = read_image(raw, max_side=PHOTO_SIDE) if raw is not None else image
+    except (CoverIdError, OSError):
+        return None, None
+    thumb = jpeg_thumbnail(arr, THUMB_SIDE, quality=80) or None
+    if raw is not None and raw[:3] == b"\xff\xd8\xff" and max(image_size(raw)) <= PHOTO_SIDE:
+        return thumb, raw
+    return thumb, jpeg_thumbnail(arr, PHOTO_SIDE, quality=90) or None
 
 
 def _plain_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -243,8 +250,7 @@ class SessionStore:
                 item_id = int(row["id"])
                 db.execute("UPDATE items SET count = count + 1, last_seen = ? WHERE id = ?", (now, item_id))
             else:
-                thumb = _jpeg(photo, THUMB_SIDE, 80) if photo is not None else None
-                kept = _jpeg(photo, PHOTO_SIDE, 90) if photo is not None else None
+                thumb, kept = thumb_and_photo(photo) if photo is not None else (None, None)
                 cur = db.execute(
                     "INSERT INTO items (session_id, ref_id, name, record, count, first_seen, last_seen, decision, "
                     "input, geom_score, thumb, photo) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",

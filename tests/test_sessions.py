@@ -213,3 +213,8 @@ def test_unusable_sessions_file_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CoverIdError, match="cannot be opened"):
         SessionStore(junk).create("x")
     assert junk.read_bytes().startswith(b"this is not")  # nothing overwritten
+
+
+def test_feedback_on_an_unreadable_photo_is_a_400(srv: SimpleNamespace) -> None:
+    r = srv.client.post("/api/feedback", files=jpeg(b"\xff\xd8\xffjunk"), data={"action": "absent"})
+    assert r.status_code == 400 and "/" not in detail(r)

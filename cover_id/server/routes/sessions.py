@@ -235,12 +235,17 @@ def _truth(state: ServerState, action: str, ref_id: str | None, predicted: str |
 
 
 def _as_jpeg(data: bytes) -> bytes:
-    """An upload as the JPEG kept for the labelled example (bounded size; unreadable: 400)."""
-    from cover_id.imageio import read_image
-    from cover_id.imageops import jpeg_thumbnail
-    from cover_id.sessions import PHOTO_SIDE
+    """An upload as the JPEG kept for the labelled example (at most 1280 px; unreadable: 400)."""
+    from cover_id.errors import ImageError
+    from cover_id.sessions import thumb_and_photo
 
-    return jpeg_thumbnail(read_image(data, max_side=PHOTO_SIDE), PHOTO_SIDE, quality=92)
+    _, kept = thumb_and_photo(data)
+    if kept is None:
+        from cover_id.imageio import read_image
+
+        read_image(data, max_side=64)  # the reader's own one-line error
+        raise ImageError("uploaded image: cannot be read")
+    return kept
 
 
 async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
