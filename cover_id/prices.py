@@ -79,12 +79,18 @@ class PriceBook:
         return None
 
     def annotate(self, result: dict[str, Any]) -> dict[str, Any]:
-        """``result`` (an identify answer) with ``price`` on its match and alternatives (multi: every cover)."""
+        """``result`` (an identify answer) with ``price`` on its match and alternatives (multi: every cover).
+
+        Only candidates that have a price get the key (a catalog's own ``price`` number becomes the
+        object); an answer without prices stays exactly what ``identify --json`` prints.
+        """
         entries = result.get("covers") if result.get("multi") else [result]
         for e in entries or []:
             for cand in [e.get("match"), *(e.get("alternatives") or [])]:
                 if isinstance(cand, dict):
-                    cand["price"] = self.lookup(cand)
+                    hit = self.lookup(cand)
+                    if hit is not None:
+                        cand["price"] = hit
         return result
 
 

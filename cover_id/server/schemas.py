@@ -37,7 +37,9 @@ class Price(BaseModel):
 
 class ReferenceOut(Reference):
     image_url: str = Field(description="Where to fetch the image (add `&size=` or `?size=` for a thumbnail).")
-    price: Price | None = Field(None, description="From the price file (by id or set code) or a `price` field.")
+    price: Price | float | str | None = Field(
+        None, description="From the price file (by id or set code) or a numeric `price` field; else the catalog's own."
+    )
 
 
 class ReferenceDetail(ReferenceOut):
@@ -74,7 +76,9 @@ class Match(BaseModel):
     cosine: float | None = Field(None, description="Embedding similarity.")
     geom_score: float | None = Field(None, description="Geometric verification score (0-1).")
     inliers: int | None = Field(None, description="Keypoint matches consistent with the homography.")
-    price: Price | None = Field(None, description="From the price file or the catalog's `price` field.")
+    price: Price | float | str | None = Field(
+        None, description="From the price file or a numeric `price` field (absent: no price); else the catalog's own."
+    )
 
 
 class IdentifyResult(BaseModel):

@@ -104,7 +104,8 @@ class ServerState:
     def record(self, store: IndexStore, i: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reference ``i`` as the API shows it: its record, ``extra`` and its image URL."""
         rec = self.public(store.records[i])
-        return {**rec, **(extra or {}), "image_url": image_url(store, i), "price": self.prices.lookup(rec)}
+        price = self.prices.lookup(rec)
+        return {**rec, **(extra or {}), "image_url": image_url(store, i), **({"price": price} if price else {})}
 
 
 def text_search_available(identifier: Identifier) -> bool:

@@ -72,7 +72,7 @@ window.LiveFusion = LiveFusion;
   }
   const fmt = (x, d = 2) => (x == null ? "–" : Number(x).toFixed(d));
   const money = (value, currency) => `${Number(value).toFixed(2)}${currency ? " " + currency : ""}`;
-  const priceText = (p) => (p ? money(p.value, p.currency) : "");
+  const priceText = (p) => (p && typeof p === "object" ? money(p.value, p.currency) : p != null ? String(p) : "");
   const refImage = (id, size) => `/api/refs/${encodeURIComponent(id)}/image` + (size ? `?size=${size}` : "");
 
   async function api(path, options = {}) {

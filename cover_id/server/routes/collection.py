@@ -46,8 +46,8 @@ async def list_refs(
 
 
 def _by_price(item: dict[str, Any]) -> tuple[int, float, str]:
-    price = item.get("price")
-    return (0, -price["value"], item["id"]) if price else (1, 0.0, item["id"])
+    price = item.get("price")  # the looked-up object; a catalog's non-numeric price text counts as none
+    return (0, -price["value"], item["id"]) if isinstance(price, dict) else (1, 0.0, item["id"])
 
 
 @router.get("/api/refs/{ref_id}", summary="One reference", response_model=ReferenceDetail, responses=errors(404))

@@ -129,13 +129,13 @@ async def remove_item(state: State, sid: str, item_id: int) -> Any:
 
 
 @router.get("/api/sessions/{sid}/items/{item_id}/thumb", summary="An item's photo thumbnail",
-            responses={200: {"content": {"image/jpeg": {}}}, **errors(404)})  # fmt: skip
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **errors(404)})  # fmt: skip
 async def item_thumb(state: State, sid: str, item_id: int) -> Response:
     data = await _io(state.sessions.blob, sid, item_id, "thumb")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/api/sessions/{sid}/export", summary="Export a session as CSV or JSON",
+@router.get("/api/sessions/{sid}/export", summary="Export a session as CSV or JSON", response_class=Response,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}, **errors(404)})  # fmt: skip
 async def export_session(
     state: State, sid: str, format: Literal["csv", "json"] = Query("csv", description="csv or json.")
@@ -266,7 +266,7 @@ async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
 
 
 @router.get("/api/feedback/export", summary="Labelled examples as a zip: truth.csv + photos/",
-            responses={200: {"content": {"application/zip": {}}}, **errors()})  # fmt: skip
+            response_class=Response, responses={200: {"content": {"application/zip": {}}}, **errors()})  # fmt: skip
 async def export_feedback(state: State) -> Response:
     """Unzip it and run `cover-id verify --index INDEX --queries truth.csv --calibrate`."""
 
