@@ -152,15 +152,31 @@ def _write_y4m(path: Path, frames: list, fps: int = 10) -> None:
 
 
 def test_live_camera_adds_a_steady_item_once(browser, site: SimpleNamespace, tmp_path: Path) -> None:  # noqa: F811
-    """A fake camera films cover 5 for a while: the page tracks it and adds it to the session once."""
+    """A fake camera films cover 5 for a while: the page tracks it and adds it to the session once; the
+    frames it sends are downscaled, and it never has more than one request in flight."""
     import cv2
     import numpy as np
 
-    scene = cv2.imdecode(np.frombuffer(scene_jpeg(5, 40, (640, 480))[0], np.uint8), cv2.IMREAD_COLOR)
+    scene = cv2.imdecode(np.frombuffer(scene_jpeg(5, 40, (1280, 960))[0], np.uint8), cv2.IMREAD_COLOR)
     video = tmp_path / "camera.y4m"
-    _write_y4m(video, [scene] * 10)
+    _write_y4m(video, [scene] * 4)
     sid = site.client.post("/api/sessions", json={"name": "live"}).json()["id"]
     sent: list[str] = []
+    # The page's own fetch, watched from inside: the size of every image it posts, and how many
+    # POSTs are in flight at once.
+    watch = """
+    window.__frames = []; window.__inflight = 0; window.__maxInflight = 0;
+    const realFetch = window.fetch;
+    window.fetch = async (url, opts = {}) => {
+      const post = opts.method === "POST" && String(url).startsWith("/api/");
+      if (post && opts.body instanceof FormData && opts.body.get("file")) {
+        const bmp = await createImageBitmap(opts.body.get("file"));
+        window.__frames.push([bmp.width, bmp.height]);
+      }
+      if (post) { window.__inflight += 1; window.__maxInflight = Math.max(window.__maxInflight, window.__inflight); }
+      try { return await realFetch(url, opts); } finally { if (post) window.__inflight -= 1; }
+    };
+    """
     # a browser of its own: the fake camera's file is a launch flag
     b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
                                     args=[*ARGS, f"--use-file-for-fake-video-capture={video}"])  # fmt: skip
@@ -168,6 +184,7 @@ def test_live_camera_adds_a_steady_item_once(browser, site: SimpleNamespace, tmp
         context = b.new_context(viewport={"width": 1000, "height": 800}, permissions=["camera"])
         page = context.new_page()
         page.on("request", lambda r: sent.append(r.url) if "/api/" in r.url and r.method == "POST" else None)
+        page.add_init_script(watch)
         page.add_init_script(f"localStorage.setItem('cover-id-session', '{sid}')")
         page.goto(site.url)
         page.wait_for_function(f"document.getElementById('session-select').value === '{sid}'")
@@ -183,9 +200,12 @@ def test_live_camera_adds_a_steady_item_once(browser, site: SimpleNamespace, tmp
             page.wait_for_timeout(250)
         assert sum(u.endswith("/api/identify") for u in sent) > n_frames  # still filming
         page.click("#cam-stop")
+        frames, max_inflight = page.evaluate("[window.__frames, window.__maxInflight]")
         context.close()
     finally:
         b.close()
     s = site.client.get(f"/api/sessions/{sid}").json()
     assert [(i["ref_id"], i["count"]) for i in s["items"]] == [("cover-005", 1)]  # once, not once per frame
     assert sum("/items" in u for u in sent) == 1
+    assert len(frames) >= 4 and all(max(f) == 640 for f in frames), frames  # a 1280 x 960 camera, sent at 640 px
+    assert max_inflight == 1  # one request at a time, frames and the session addition alike
