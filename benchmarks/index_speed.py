@@ -1,7 +1,7 @@
 """Indexing speed (images/s) for each encoder on the DVD references + distractors.
 
-The clip encoder runs with random weights here (no weights can be downloaded
-offline); its speed does not depend on the weights' values.
+The clip and dinov2 encoders run with random weights here (no weights can be
+downloaded offline); their speed does not depend on the weights' values.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp())
         try:
             settings = {"encoder": enc, "threads": args.threads}
-            if enc == "clip":
+            if enc in ("clip", "dinov2"):
                 settings["pretrained"] = None
             t = time.perf_counter()
             rep = build_index(tmp / "idx", refs=refs, settings=settings, show_progress=False)

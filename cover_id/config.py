@@ -60,6 +60,8 @@ class Settings:
     api_key: str | None = None
     max_upload_mb: float = 10
     cors_origins: list[str] = field(default_factory=list)
+    # collectors
+    prices: str | None = None  # a price file (JSON keyed by id or set code); catalog `price` fields work without it
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], preset: str | None = None) -> "Settings":

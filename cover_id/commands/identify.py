@@ -133,6 +133,8 @@ def identify(
     review_score: Optional[float] = typer.Option(None, "--review-score", help="Geometric score needed for review."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Photos are processed at most this large (px)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    session: Optional[str] = typer.Option(None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="Price file (JSON keyed by id or set code): adds `price` to matches."),
 ) -> None:
     """Find the cover in each photo, rectify it, retrieve, verify geometrically, decide."""
     import json
@@ -150,6 +152,9 @@ def identify(
     )
     sources = expand_inputs(photos)
     identifier = Identifier.from_index(index, settings)
+    from cover_id.collect import CliCollector
+
+    collect = CliCollector(index, session, prices or settings.get("prices"))
     many = len(sources) > 1
     console = Console()
     rows = []
@@ -163,6 +168,7 @@ def identify(
                 r = identify_one(identifier, src, many, export_crop, export_debug, multi=multi)
             r = printable(r)
             failures += "error" in r
+            collect(r, src)
             if as_json:
                 sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
@@ -172,6 +178,7 @@ def identify(
             advance()
     if csv_path is not None:
         _write_csv(csv_path, rows)
+    collect.close(console if not as_json else None)
     if failures:  # the batch went on; the exit code still tells
         raise typer.Exit(2 if failures == len(sources) else 1)
 

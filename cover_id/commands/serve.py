@@ -31,6 +31,9 @@ def serve(
     ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads per photo (default: cores / workers)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    prices: Path | None = typer.Option(
+        None, "--prices", help='Price file: JSON keyed by id or set code, {"value": 12.5, "currency": "EUR"}.'
+    ),
 ) -> None:
     """Serve the identify API, collection browsing/editing and the web page."""
     import os
@@ -47,6 +50,7 @@ def serve(
             "max_upload_mb": max_upload_mb,
             "cors_origins": cors_origin or None,
             "threads": threads,
+            "prices": str(prices) if prices else None,
         }
     )
     try:

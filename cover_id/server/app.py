@@ -31,8 +31,9 @@ from cover_id import __version__
 from cover_id.errors import CoverIdError
 from cover_id.server.collection import BadInput, Collection, Conflict, NotFound, make_thread_safe
 from cover_id.server.limits import Metrics, UploadLimit
-from cover_id.server.routes import collection, identify, service
+from cover_id.server.routes import collection, identify, service, sessions
 from cover_id.server.state import ServerState, strip_paths
+from cover_id.sessions import SessionConflict, SessionNotFound
 
 if TYPE_CHECKING:
     from cover_id.pipeline import Identifier
@@ -65,7 +66,7 @@ def create_app(
     app.state.cover = state
     _docs(app)
     _error_handlers(app)
-    for router in (service.router, identify.router, collection.router, collection.writes):
+    for router in (service.router, identify.router, collection.router, collection.writes, sessions.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)
@@ -79,9 +80,9 @@ def create_app(
 
 # ---- errors ------------------------------------------------------------------------------
 def _status(exc: CoverIdError) -> int:
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound | SessionNotFound):
         return 404
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | SessionConflict):
         return 409
     if isinstance(exc, BadInput):
         return 422

@@ -29,8 +29,17 @@ class Reference(BaseModel):
     filename: str = Field(description="Image file, relative to the refs folder (or to the collection for added ones).")
 
 
+class Price(BaseModel):
+    value: float
+    currency: str | None = Field(None, description="e.g. EUR; none when the price file gives a bare number.")
+    source: str = Field(description="`prices` (the --prices file) or `catalog` (the record's own `price` field).")
+
+
 class ReferenceOut(Reference):
     image_url: str = Field(description="Where to fetch the image (add `&size=` or `?size=` for a thumbnail).")
+    price: Price | float | str | None = Field(
+        None, description="From the price file (by id or set code) or a numeric `price` field; else the catalog's own."
+    )
 
 
 class ReferenceDetail(ReferenceOut):
@@ -51,6 +60,7 @@ class ReferencePage(BaseModel):
     offset: int
     limit: int
     q: str | None = None
+    sort: str | None = Field(None, description="`price`: most valuable first (unpriced last).")
     items: list[ReferenceOut]
 
 
@@ -66,6 +76,9 @@ class Match(BaseModel):
     cosine: float | None = Field(None, description="Embedding similarity.")
     geom_score: float | None = Field(None, description="Geometric verification score (0-1).")
     inliers: int | None = Field(None, description="Keypoint matches consistent with the homography.")
+    price: Price | float | str | None = Field(
+        None, description="From the price file or a numeric `price` field (absent: no price); else the catalog's own."
+    )
 
 
 class IdentifyResult(BaseModel):
@@ -89,6 +102,7 @@ class IdentifyResult(BaseModel):
     covers: list[IdentifyResult] | None = Field(None, description="With multi: one result per cover.")
     image_size: list[int] | None = None
     timings_ms: dict[str, float] | None = Field(None, description="Per step; `total` for the whole photo.")
+    session_item: dict[str, Any] | None = Field(None, description="With `?session=`: the session item it was added to.")
 
 
 class SearchHit(Reference):
@@ -108,6 +122,77 @@ class TextSearch(BaseModel):
     k: int
     results: list[SearchHit]
     took_ms: float
+
+
+# ---- sessions and feedback -------------------------------------------------------------------
+class Correction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    action: str = Field(description="`correct` (another reference) or `absent` (not in my collection).")
+    # 'from' is a Python keyword: the field keeps its JSON name through an alias.
+    from_: str | None = Field(None, alias="from", description="The reference it was identified as.")
+    at: str | None = None
+
+
+class SessionItem(BaseModel):
+    id: int
+    ref_id: str | None = Field(description="The reference; none when not identified or not in the collection.")
+    name: str
+    record: dict[str, Any] = Field(description="The reference's catalog record when it was added.")
+    count: int
+    first_seen: str | None
+    last_seen: str | None
+    decision: str = Field(description="The decision when it was first seen: accept, review or reject.")
+    input: str | None = None
+    geom_score: float | None = None
+    has_thumb: bool
+    has_photo: bool
+    correction: Correction | None = None
+    confirmed: bool = Field(description="Confirmed or corrected by the user.")
+    price: Price | None = None
+
+
+class SessionTotal(BaseModel):
+    by_currency: dict[str, float] = Field(description='Sum of price x count per currency ("" = none given).')
+    priced: int
+    unpriced: int
+
+
+class SessionSummary(BaseModel):
+    id: str
+    name: str
+    created: str | None
+    updated: str | None
+    items: int = Field(description="Distinct items.")
+    count: int | None = Field(None, description="Items counted with their counts.")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+
+
+class Session(BaseModel):
+    id: str
+    name: str
+    created: str | None
+    updated: str | None
+    count: int = Field(description="Items counted with their counts.")
+    items: list[SessionItem] = Field(description="Newest first.")
+    total: SessionTotal
+
+
+class Undo(BaseModel):
+    undone: SessionItem | None = Field(description="The item as it was before the undo; none when nothing to undo.")
+    session: Session
+
+
+class Feedback(BaseModel):
+    id: int
+    action: str
+    truth: str | None = Field(description="The right reference id; none for 'not in my collection'.")
+    predicted: str | None = None
+    session: str | None = None
+    item: int | None = None
 
 
 # ---- service -------------------------------------------------------------------------------
@@ -171,8 +256,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Unreadable image or unusable request",
         401: "Missing or wrong API key",
-        404: "Unknown reference",
-        409: "Id already taken",
+        404: "Unknown reference, session or item",
+        409: "Id or session name already taken",
         413: "Upload too large",
         415: "Unsupported upload type",
         422: "Invalid parameters",

@@ -19,7 +19,9 @@ import anyio
 from fastapi import Request
 
 from cover_id.errors import ImageError
+from cover_id.prices import PriceBook
 from cover_id.server.collection import Collection
+from cover_id.sessions import SessionStore
 
 if TYPE_CHECKING:
     from cover_id.index_store import IndexStore
@@ -43,6 +45,8 @@ class ServerState:
         self.requests = 0
         self.last_ms: float | None = None
         self.compute = anyio.CapacityLimiter(self.workers)
+        self.prices = PriceBook.load(settings.get("prices"))
+        self.sessions = SessionStore.for_index(collection.index_path)
         self._thumbs: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -99,7 +103,9 @@ class ServerState:
 
     def record(self, store: IndexStore, i: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reference ``i`` as the API shows it: its record, ``extra`` and its image URL."""
-        return {**self.public(store.records[i]), **(extra or {}), "image_url": image_url(store, i)}
+        rec = self.public(store.records[i])
+        price = self.prices.lookup(rec)
+        return {**rec, **(extra or {}), "image_url": image_url(store, i), **({"price": price} if price else {})}
 
 
 def text_search_available(identifier: Identifier) -> bool:

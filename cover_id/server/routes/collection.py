@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -34,9 +34,20 @@ async def list_refs(
     offset: int = Query(0, ge=0, description="Skip this many."),
     limit: int = Query(50, ge=1, le=500, description="At most this many (1-500)."),
     q: str | None = Query(None, max_length=200, description="Words that must all appear in id, name or a field."),
+    sort: Literal["price"] | None = Query(None, description="`price`: most valuable first (unpriced last)."),
 ) -> Any:
-    store, rows, total = state.collection.listing(offset, limit, q)
-    return {"total": total, "offset": offset, "limit": limit, "q": q, "items": [state.record(store, i) for i in rows]}
+    if sort == "price":
+        store, rows, total = state.collection.listing(0, 1 << 62, q)
+        items = sorted((state.record(store, i) for i in rows), key=_by_price)[offset : offset + limit]
+    else:
+        store, rows, total = state.collection.listing(offset, limit, q)
+        items = [state.record(store, i) for i in rows]
+    return {"total": total, "offset": offset, "limit": limit, "q": q, "sort": sort, "items": items}
+
+
+def _by_price(item: dict[str, Any]) -> tuple[int, float, str]:
+    price = item.get("price")  # the looked-up object; a catalog's non-numeric price text counts as none
+    return (0, -price["value"], item["id"]) if isinstance(price, dict) else (1, 0.0, item["id"])
 
 
 @router.get("/api/refs/{ref_id}", summary="One reference", response_model=ReferenceDetail, responses=errors(404))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
 
 from cover_id.server.guards import UPLOAD_DOC, read_upload, require_multipart
@@ -31,13 +32,24 @@ async def identify(
     file: UploadFile = File(..., description=UPLOAD_DOC),
     multi: bool = Form(False, description="Report every recognised cover in the photo."),
     multi_q: bool | None = Query(None, alias="multi", description="Same as the form field."),
+    session: str | None = Query(None, max_length=64, description="Also add the result to this scan session."),
 ) -> Any:
-    """The same JSON object as `cover-id identify --json` prints for one photo."""
+    """The same JSON object as `cover-id identify --json` prints for one photo (plus prices)."""
     data = await read_upload(state, file)
     want_multi = bool(multi or multi_q)
     name = file.filename or "upload"
-    result = await state.run(lambda: state.identifier.identify(data, name=name, multi=want_multi))
-    return state.public(result)
+    if session is not None:
+        await anyio.to_thread.run_sync(state.sessions.get, session)  # 404 before the work, not after
+    result = state.prices.annotate(
+        state.public(await state.run(lambda: state.identifier.identify(data, name=name, multi=want_multi)))
+    )
+    if session is not None:
+        entries = result.get("covers") if result.get("multi") else [result]
+        for e in entries or []:
+            item = await anyio.to_thread.run_sync(state.sessions.add_result, session, {"input": name, **e}, data)
+            item["price"] = state.prices.lookup(item["record"]) if item["ref_id"] else None
+            e["session_item"] = item
+    return result
 
 
 @router.post(
