@@ -189,6 +189,11 @@ def test_offline_hub_is_detected_fast(monkeypatch) -> None:
     from cover_id.encoders.clip import ClipEncoder
     from cover_id.errors import WeightsUnavailableError
 
+    import cover_id.encoders.clip as clip
+
+    # The probe really runs, against a local port nothing listens on: no test touches the network.
+    monkeypatch.setattr(clip, "HUB_HOST", "127.0.0.1")
+    monkeypatch.setattr(clip, "HUB_PORT", 9)
     for offline in ("1", "0"):  # explicit offline flag, and a real (failing) probe
         monkeypatch.setenv("HF_HUB_OFFLINE", offline)
         t = time.perf_counter()

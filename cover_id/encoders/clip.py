@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 HUB_HOST = "huggingface.co"
+HUB_PORT = 443
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
@@ -35,7 +36,7 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
     def probe() -> None:
         try:
-            socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+            socket.create_connection((HUB_HOST, HUB_PORT), timeout=timeout).close()
             result.append(True)
         except OSError:
             result.append(False)
