@@ -36,7 +36,7 @@ def refs_folder(with_distractors: bool = True) -> Path:
 
 def dvd_index(encoder: str = "local", rebuild: bool = False) -> Path:
     """Build (once) and return the index of references + distractors."""
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     out = CACHE / f"index_{encoder}"
     if rebuild or not (out / "manifest.json").is_file():
@@ -51,7 +51,7 @@ def set_index(name: str, encoder: str = "local", rebuild: bool = False) -> Path:
     """Build (once) and return the index of one dev set (references, + distractors for DVDs)."""
     if name == "dvd-covers":
         return dvd_index(encoder, rebuild)
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     root = DATA / name
     if not (root / "references").is_dir():

@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="only uploads whose name contains this")
     args = ap.parse_args()
 
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
     from tests.conftest import write_covers
 
     global WARM_UP

@@ -36,7 +36,7 @@ def rss_mb(pid: int) -> float:
 
 def dvd_workload(work: Path, distractors: int) -> tuple[Path, list[tuple[str, bytes, str]]]:
     """Index of the 100 references + distractors; photos with the id they show."""
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     refs = work / "refs"
     shutil.copytree(DVD / "references", refs / "references")

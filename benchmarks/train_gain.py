@@ -67,7 +67,7 @@ def main() -> None:
     if not (DATA / "references").is_dir():
         sys.exit(f"data not found: {DATA}")
 
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
     from cover_id.runtime import set_threads
     from cover_id.training import TrainConfig, train
 

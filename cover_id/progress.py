@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -37,7 +38,7 @@ def progress(total: int, description: str, enabled: bool = True) -> Iterator[Cal
     with Progress(*columns, console=Console(file=sys.stderr), transient=False) as bar:
         task = bar.add_task(description, total=total, rate="", info="")
 
-        def advance(n: int = 1, **fields: str) -> None:
+        def advance(n: int = 1, **fields: Any) -> None:
             bar.advance(task, n)
             speed = bar.tasks[0].speed
             bar.update(task, rate=f"{speed:.1f}/s" if speed else "", **fields)

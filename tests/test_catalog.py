@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cover_id.catalog import load_metadata, parse_label, scan_folder, slug_id
+from cover_id.index.catalog import load_metadata, parse_label, scan_folder, slug_id
 from cover_id.errors import CoverIdError
 
 
@@ -81,7 +81,7 @@ def test_metadata_catalog_keeps_fields_and_resolves_paths(tmp_path: Path, monkey
 def test_walk_lists_what_it_cannot_use_with_a_reason(tmp_path: Path) -> None:
     import os
 
-    from cover_id.catalog import scan_folder_report
+    from cover_id.index.catalog import scan_folder_report
 
     (tmp_path / "sub").mkdir()
     for name in ["a.jpg", "sub/b.png", "notes.txt"]:
@@ -105,7 +105,7 @@ def test_walk_lists_what_it_cannot_use_with_a_reason(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
 def test_unreadable_folder_is_listed(tmp_path: Path) -> None:
-    from cover_id.catalog import scan_folder_report
+    from cover_id.index.catalog import scan_folder_report
 
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "a.jpg").write_bytes(b"x")

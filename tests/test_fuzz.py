@@ -72,7 +72,7 @@ def make_odd_tree(tree: Path, photo: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> SimpleNamespace:
     """An index of 6 covers, the corpus written as files, good photos, and odd file-system entries."""
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     root = tmp_path_factory.mktemp("fuzz")
     write_covers(root / "refs", 6)
@@ -165,10 +165,10 @@ def test_identify_prints_odd_names_safely_as_text(world: SimpleNamespace) -> Non
 
 # ---- index ------------------------------------------------------------------------------------
 def test_index_skips_each_bad_reference_with_its_reason(world: SimpleNamespace) -> None:
-    from cover_id.catalog import walk_images
+    from cover_id.index.catalog import walk_images
     from cover_id.errors import ImageError
     from cover_id.imageio import display_name, read_image
-    from cover_id.indexer import REF_MAX_SIDE
+    from cover_id.index.build import REF_MAX_SIDE
 
     refs = world.root / "fuzz_refs"
     shutil.copytree(world.root / "refs", refs)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cover_id.errors import CoverIdError, IndexMismatchError
-from cover_id.index_store import IndexStore
-from cover_id.indexer import build_index
+from cover_id.index.store import IndexStore
+from cover_id.index.build import build_index
 from tests.conftest import write_covers
 
 LOCAL = {"encoder": "local"}

@@ -134,7 +134,7 @@ def test_builtins_are_found_without_third_party_plugins() -> None:
 def test_per_thread_copies_keep_their_settings(covers: Path, tmp_path: Path) -> None:
     """serve gives each worker thread its own detector and re-ranker, configured like the original."""
     from cover_id.identify import Identifier
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
     from cover_id.rerankers.geometric import GeometricParams, GeometricReranker
     from cover_id.server.collection import make_thread_safe
 

@@ -51,7 +51,7 @@ def cover_jpeg(cover: int) -> bytes:
 
 def build_world(root: Path, n: int = N_COVERS, settings: dict | None = None) -> dict:
     """``n`` synthetic covers with catalog fields (year, genre), indexed with the local encoder."""
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     write_covers(root / "refs", n)
     with open(root / "catalog.jsonl", "w") as f:
@@ -205,7 +205,7 @@ def test_search_by_text_needs_a_text_tower(srv: SimpleNamespace) -> None:
 def test_search_by_text_with_clip(tmp_path: Path) -> None:
     """Random-weights CLIP (no download): the text path runs end to end."""
     pytest.importorskip("open_clip")
-    from cover_id.indexer import build_index
+    from cover_id.index.build import build_index
 
     write_covers(tmp_path / "refs", 3)
     build_index(
@@ -350,7 +350,7 @@ def test_writes_need_the_api_key(srv: SimpleNamespace) -> None:
 
 # ---- changing the collection while serving ------------------------------------------------------------
 def test_add_identify_delete_round_trip_is_persisted(writable: SimpleNamespace, world: dict) -> None:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
     c, auth = writable.client, {"X-API-Key": KEY}
     meta = {"year": 2005, "genre": "western", "tags": ["dusty", "classic"]}
@@ -428,7 +428,7 @@ def test_cors_origins_are_configurable(writable: SimpleNamespace, srv: SimpleNam
 
 def test_concurrent_identify_while_the_collection_changes(writable: SimpleNamespace) -> None:
     """Readers never see a torn collection; concurrent writers lose nothing."""
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
     url, auth = writable.url, {"X-API-Key": KEY}
     photo = scene_jpeg(2, 10)[0]

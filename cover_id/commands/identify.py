@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(add_completion=False)
 
@@ -19,7 +22,7 @@ def expand_inputs(paths: list[Path]) -> list[tuple[Path, Optional[str]]]:
     that cannot be read, is an error entry in its place, never the end of the batch.
     A missing or bad file is reported when it is read.
     """
-    from cover_id.catalog import walk_images
+    from cover_id.index.catalog import walk_images
     from cover_id.errors import CoverIdError
     from cover_id.imageio import display_name
 
@@ -90,7 +93,7 @@ def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> 
     return base / f"{photo.stem}_{suffix}.jpg"
 
 
-def _print(console, r: dict) -> None:
+def _print(console: "Console", r: dict[str, Any]) -> None:
     from rich.markup import escape
 
     r = {k: escape(v) if isinstance(v, str) else v for k, v in r.items()}  # a name like "[b].jpg" is not markup

@@ -95,7 +95,7 @@ def train(
             "unchanged; try more --bank-views, a lower --lr, or --keep-last to keep the trained one anyway"
         )
     if index is not None:
-        from cover_id.index_store import IndexStore
+        from cover_id.index.store import IndexStore
 
         src = IndexStore.open(index).manifest.get("source") or {}
         flag = "--metadata" if src.get("type") == "metadata" else "--refs"

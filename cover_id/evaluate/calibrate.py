@@ -17,7 +17,7 @@ from cover_id.evaluate.stats import rounded
 
 if TYPE_CHECKING:
     from cover_id.evaluate.probe import Probe
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.geometric import Thresholds
 
 SAFETY_ABS = 0.03  # calibrated accept threshold sits this far above the worst negative...

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cover_id.evaluate.probe import Probe
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 COLORS = {"correct": "#2e9d4f", "wrong": "#d9452b", "absent": "#6a5acd", "margin": "#3573b9"}
 

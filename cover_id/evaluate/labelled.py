@@ -10,7 +10,7 @@ from cover_id.errors import CoverIdError
 from cover_id.evaluate.probe import Probe, Prober
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 
 def read_truth(csv_path: Path, store: IndexStore) -> list[tuple[Path, int | None, str]]:

@@ -9,7 +9,7 @@ from cover_id.imageops import jpeg_thumbnail, shrink
 if TYPE_CHECKING:
     import numpy as np
 
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 VIEW_MAX_SIDE = 640  # references are shrunk to this before being "photographed"
 THUMB_SIDE = 160

@@ -10,7 +10,7 @@ from cover_id.evaluate.photos import thumbnail
 if TYPE_CHECKING:
     import numpy as np
 
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
     from cover_id.rerankers.geometric import GeomMatch
 

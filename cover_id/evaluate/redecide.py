@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from cover_id.evaluate.probe import Probe
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.geometric import Thresholds
 
 

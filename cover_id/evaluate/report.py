@@ -16,7 +16,7 @@ from cover_id.evaluate.selftest import confusable_pairs, self_test
 from cover_id.evaluate.stats import distribution, failures, ref_summary, rounded, summarize_probes
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 
 @dataclass

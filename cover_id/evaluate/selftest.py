@@ -51,10 +51,12 @@ def self_test(
 
 def confusable_pairs(identifier: Identifier, top: int = 10, neighbours: int = 5, checked: int = 100) -> dict[str, list]:
     """References nearest each other: by embedding cosine, and geometrically verified."""
+    import numpy as np
+
     store = identifier.store
     if store.size < 2:
         return {"by_embedding": [], "by_geometry": []}
-    scores, rows_ = store.search(store.embeddings, min(store.size, neighbours + 1))
+    scores, rows_ = store.search(np.asarray(store.embeddings), min(store.size, neighbours + 1))
     pairs: dict[tuple[int, int], float] = {}
     for i, (row_scores, row) in enumerate(zip(scores, rows_)):
         for s, j in zip(row_scores.tolist(), row.tolist()):

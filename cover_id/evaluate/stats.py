@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cover_id.evaluate.probe import Probe
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 
 def rounded(d: dict[str, Any]) -> dict[str, Any]:

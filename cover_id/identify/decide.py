@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import GeomMatch
 
 RIVAL_OVERLAP = 0.2  # outlines overlapping at least this much (IoU) compete for the same place

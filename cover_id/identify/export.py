@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cover_id.identify.result import Photo
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 CROP_SIDE = 640  # exported crops are at most this large
 COLOURS = {"accept": (0, 200, 0), "review": (0, 190, 255), "reject": (0, 0, 230)}  # BGR

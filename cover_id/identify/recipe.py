@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cover_id.features import Features
     from cover_id.identify.decide import DecisionPolicy, Thresholds
     from cover_id.identify.views import View
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import Reranker
 
 SECOND_LOOK_FEATURES = 3000
@@ -72,7 +72,7 @@ class Identifier:
 
     @classmethod
     def from_index(cls, path: Path, settings: "Mapping[str, Any] | Settings | None" = None) -> "Identifier":
-        from cover_id.index_store import IndexStore
+        from cover_id.index.store import IndexStore
 
         return cls(IndexStore.open(path), settings)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cover_id.encoders.base import Encoder
     from cover_id.features import Features
     from cover_id.identify.views import View
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
 

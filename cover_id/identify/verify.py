@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from cover_id.identify.decide import Candidates
     from cover_id.identify.views import View
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import GeomMatch, Reranker
 
 

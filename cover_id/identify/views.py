@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from cover_id.detectors.base import Quad
     from cover_id.features import Features
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import GeomMatch
 
 MULTI_SIDE, MULTI_FEATURES = 1024, 3000  # --multi: several covers share the keypoint budget

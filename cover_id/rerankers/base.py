@@ -55,6 +55,15 @@ class Reranker(ABC):
         an array mapping every photo keypoint to the view's keypoint, -1 outside).
         """
 
+    def match(self, query: "Features", ref: "Features", ref_index: int = -1) -> GeomMatch:
+        """Verify one reference against the whole of ``query`` (one view)."""
+        import numpy as np
+
+        from cover_id.features import desc_float
+
+        whole = np.arange(len(query), dtype=np.int64)
+        return self.match_views(desc_float(query.desc), [(query, whole)], ref, ref_index)[0]
+
     def policy(self, thresholds: "Thresholds") -> "DecisionPolicy":
         """The decision policy for this re-ranker's scores (thresholds from flags, calibration or defaults)."""
         from cover_id.identify.decide import ThresholdPolicy

@@ -147,7 +147,7 @@ def _docs(app: FastAPI) -> None:
 
 def _swagger_assets() -> Path | None:
     try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-not-found]
+        from swagger_ui_bundle import swagger_ui_path
     except ImportError:
         return None
     assets = Path(str(swagger_ui_path))

@@ -212,12 +212,11 @@ class Collection:
     def listing(self, offset: int, limit: int, q: str | None) -> tuple["IndexStore", list[int], int]:
         """Rows matching ``q`` (case-insensitive, any word in id, name or a field), paged."""
         store = self.identifier.store
-        rows = range(store.size)
+        rows = list(range(store.size))
         if q and q.strip():
             words = q.lower().split()
             hay = [_haystack(r) for r in store.records]
-            rows = [i for i in rows if all(w in hay[i] for w in words)]  # type: ignore[assignment]
-        rows = list(rows)
+            rows = [i for i in rows if all(w in hay[i] for w in words)]
         return store, rows[offset : offset + limit], len(rows)
 
     def stats(self) -> dict[str, Any]:

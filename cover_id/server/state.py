@@ -24,7 +24,7 @@ from cover_id.server.collection import Collection
 from cover_id.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
 
 THUMB_CACHE = 512

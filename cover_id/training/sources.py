@@ -30,8 +30,10 @@ def source_from_index(index: Path, device: str | None = None) -> TrainSource:
     """The index's own encoder (with its fitted codebook) and its stored reference vectors."""
     from cover_id.errors import ImageError
     from cover_id.imageio import read_image
-    from cover_id.index_store import IndexStore
-    from cover_id.indexer import REF_MAX_SIDE
+    from cover_id.index.store import IndexStore
+    from cover_id.index.build import REF_MAX_SIDE
+
+    import numpy as np
 
     store = IndexStore.open(Path(index))
     if store.size < 2:
@@ -46,7 +48,7 @@ def source_from_index(index: Path, device: str | None = None) -> TrainSource:
                 f"reference image of '{store.records[i]['id']}' cannot be read ({exc}); was the refs folder moved?"
             ) from None
 
-    return TrainSource(encoder, dict(store.encoder_spec), store.size, load, store.raw_embeddings, f"index {index}")
+    return TrainSource(encoder, dict(store.encoder_spec), store.size, load, np.asarray(store.raw_embeddings), f"index {index}")
 
 
 def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool = False) -> TrainSource:
@@ -57,7 +59,7 @@ def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool =
     from cover_id.errors import ImageError
     from cover_id.features import extract_features
     from cover_id.imageio import read_image
-    from cover_id.indexer import REF_MAX_SIDE, load_catalog
+    from cover_id.index.build import REF_MAX_SIDE, load_catalog
     from cover_id.progress import progress
 
     s = {**DEFAULTS, **settings}
@@ -84,7 +86,7 @@ def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool =
         paths = ok
         if len(paths) < 2:
             raise CoverIdError(f"{refs}: training needs at least 2 readable reference images")
-        encoder.fit_features(feats)  # type: ignore[attr-defined]
+        encoder.fit_features(feats)
         clean = encode_references(encoder, [], features=feats)
     elif len(paths) < 2:
         raise CoverIdError(f"{refs}: training needs at least 2 reference images")

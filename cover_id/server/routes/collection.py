@@ -108,7 +108,7 @@ async def add_ref(
     metadata: str | None = Form(None, description='Catalog fields as a JSON object, e.g. {"year": 1999}.'),
 ) -> Any:
     """Embed the image and add it; the index on disk is updated atomically before the answer."""
-    from cover_id.catalog import parse_label
+    from cover_id.index.catalog import parse_label
 
     fields: dict[str, Any] = {}
     if metadata:

@@ -13,7 +13,7 @@ from cover_id.server.schemas import IdentifyResult, ImageSearch, TextSearch, err
 from cover_id.server.state import ServerState, get_state, image_url, text_search_available
 
 if TYPE_CHECKING:
-    from cover_id.index_store import IndexStore
+    from cover_id.index.store import IndexStore
 
 router = APIRouter(tags=["identify"])
 State = Annotated[ServerState, Depends(get_state)]

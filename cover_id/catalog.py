@@ -1,7 +1,0 @@
-"""Moved to :mod:`cover_id.index.catalog`; this name keeps older imports working (same module object)."""
-
-import sys
-
-from cover_id.index import catalog as _moved
-
-sys.modules[__name__] = _moved
