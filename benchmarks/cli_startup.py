@@ -16,8 +16,13 @@ def main(runs: int = 5) -> None:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "cover_id", "--help"], capture_output=True, check=True)
         times.append((time.perf_counter() - t) * 1000)
-    code = "import sys; from cover_id.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\nprint([m for m in %r if m in sys.modules])" % HEAVY
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    code = (
+        "import sys; from cover_id.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    loaded = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    )
     print(f"cover-id --help: median {statistics.median(times):.0f} ms over {runs} runs (min {min(times):.0f} ms)")
     print(f"heavy modules imported by --help: {loaded}")
 

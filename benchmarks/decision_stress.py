@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from common import dvd_index, percentile, truth
 
 FEATURES = ("score", "inliers", "cells", "inlier_ratio", "explained")
@@ -35,7 +34,9 @@ def degrade(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
     h, w = image.shape[:2]
     if kind == "cutoff":  # a third of the frame, and so part of the cover, cut away
         side, f = int(rng.integers(4)), 0.33
-        return [image[:, int(w * f):], image[:, : int(w * (1 - f))], image[int(h * f):], image[: int(h * (1 - f))]][side]
+        return [image[:, int(w * f) :], image[:, : int(w * (1 - f))], image[int(h * f) :], image[: int(h * (1 - f))]][
+            side
+        ]
     s = (640 if kind == "down640" else 800) / max(h, w)
     image = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
     if kind == "down640":
@@ -68,9 +69,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    from cover_id.evaluate.photos import photo_view, reference_image
     from cover_id.pipeline import Identifier
     from cover_id.rerankers.geometric import GeometricReranker
-    from cover_id.evaluate.photos import photo_view, reference_image
 
     ident = Identifier.from_index(dvd_index("local"), {"threads": args.threads})
     store = ident.store

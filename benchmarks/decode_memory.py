@@ -47,14 +47,16 @@ def uploads() -> list[tuple[str, bytes]]:
     import numpy as np
     from PIL import Image
 
-    from tests.fuzz_cases import encode, png, png_zero_bomb, png_text_bomb
+    from tests.fuzz_cases import encode, png, png_text_bomb, png_zero_bomb
 
     def zeros_png(w: int, h: int, colour: int, channels: int, depth: int = 8) -> bytes:
         import zlib
 
         comp = zlib.compressobj(9)
         row = b"\0" * (w * channels * depth // 8 + 1)
-        return png(w, h, b"".join([comp.compress(row) for _ in range(h)] + [comp.flush()]), bit_depth=depth, colour=colour)
+        return png(
+            w, h, b"".join([comp.compress(row) for _ in range(h)] + [comp.flush()]), bit_depth=depth, colour=colour
+        )
 
     def smooth(w: int, h: int) -> Image.Image:
         x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
@@ -69,7 +71,10 @@ def uploads() -> list[tuple[str, bytes]]:
         ("PNG 5000x5000 16-bit RGBA (25 MP)", zeros_png(5000, 5000, 6, 4, 16)),
         ("PNG 7000x7000 palette (49 MP)", encode(Image.new("P", (7000, 7000)), "PNG", optimize=True)),
         ("PNG text-chunk bomb (3 KB)", png_text_bomb()),
-        ("TIFF 7000x7000 RGB deflate (49 MP)", encode(Image.new("RGB", (7000, 7000)), "TIFF", compression="tiff_adobe_deflate")),
+        (
+            "TIFF 7000x7000 RGB deflate (49 MP)",
+            encode(Image.new("RGB", (7000, 7000)), "TIFF", compression="tiff_adobe_deflate"),
+        ),
         ("WebP 16000x3000 lossless (48 MP)", encode(Image.new("RGB", (16000, 3000)), "WEBP", lossless=True)),
         ("WebP 5600x4400 lossless (25 MP)", encode(Image.new("RGB", (5600, 4400)), "WEBP", lossless=True)),
     ]

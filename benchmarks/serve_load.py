@@ -111,7 +111,11 @@ def main() -> None:
                         r = c.post("/api/identify", files={"file": (name, data, "image/jpeg")})
                         dt = time.perf_counter() - t
                         body = r.json()
-                        ok = r.status_code == 200 and body.get("decision") == "accept" and (body.get("match") or {}).get("id") == truth
+                        ok = (
+                            r.status_code == 200
+                            and body.get("decision") == "accept"
+                            and (body.get("match") or {}).get("id") == truth
+                        )
                         out.append((dt, ok, r.status_code))
                 return out
 
@@ -124,12 +128,18 @@ def main() -> None:
             n = len(results)
             errors = sum(1 for x in results if x[2] != 200)
             p95 = lat[min(n - 1, int(round(0.95 * (n - 1))))]
-            print(f"workload: {kind}; {len(photos)} distinct photos; server --workers {args.workers} --threads {args.threads}")
+            print(
+                f"workload: {kind}; {len(photos)} distinct photos; server --workers {args.workers} --threads {args.threads}"
+            )
             print(f"requests: {n} ({args.clients} clients x {args.requests}), errors: {errors}")
             print(f"throughput: {n / wall:.2f} requests/s over {wall:.1f} s")
-            print(f"latency ms: p50 {statistics.median(lat):.0f}, p95 {p95:.0f}, mean {statistics.fmean(lat):.0f}, max {lat[-1]:.0f}")
+            print(
+                f"latency ms: p50 {statistics.median(lat):.0f}, p95 {p95:.0f}, mean {statistics.fmean(lat):.0f}, max {lat[-1]:.0f}"
+            )
             print(f"accepted with the right match: {sum(x[1] for x in results)}/{n}")
-            print(f"server RSS: {rss_start:.0f} MB at start, {rss_warm:.0f} MB after warm-up, {rss_end:.0f} MB after {n} requests")
+            print(
+                f"server RSS: {rss_start:.0f} MB at start, {rss_warm:.0f} MB after warm-up, {rss_end:.0f} MB after {n} requests"
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -36,10 +36,10 @@ def _refs_folder(work: Path) -> Path:
 
 
 def _evaluate(index: Path, settings: dict) -> dict:
-    from cover_id.pipeline import Identifier
     from cover_id.evaluate.labelled import label_photos, read_truth
     from cover_id.evaluate.probe import Prober
     from cover_id.evaluate.stats import distribution, summarize_probes
+    from cover_id.pipeline import Identifier
 
     ident = Identifier.from_index(index, settings)
     truth = read_truth(DATA / "truth.csv", ident.store)
@@ -96,7 +96,9 @@ def main() -> None:
     if headed.exists():
         shutil.rmtree(headed)
     shutil.copytree(base, headed)
-    rep = build_index(headed, refs=refs, settings={"encoder": "local", **settings}, projection_path=head, show_progress=False)
+    rep = build_index(
+        headed, refs=refs, settings={"encoder": "local", **settings}, projection_path=head, show_progress=False
+    )
     assert rep.embedded == 0, "re-projection should not re-embed"
     after = _evaluate(headed, settings)
 
@@ -104,7 +106,9 @@ def main() -> None:
         f = (lambda v: f"{v:7.1%}") if pct else (lambda v: f"{v:+7.3f}")
         print(f"  {name:<34}{f(b)}  ->{f(a)}")
 
-    print(f"dvd-covers: {before['n']} photos, index of {rep.indexed} covers (100 references + distractors), encoder 'local'")
+    print(
+        f"dvd-covers: {before['n']} photos, index of {rep.indexed} covers (100 references + distractors), encoder 'local'"
+    )
     print(f"head: {result.projection.in_dim}->{result.projection.out_dim}, {result.epochs_done} epochs, "
           f"{args.views} views/reference, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
           f"kept epoch {result.kept_epoch} (0 = encoder unchanged)")  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 from typer import _click as click  # typer 0.29 ships its own copy of click (pinned in pyproject.toml)
@@ -45,7 +45,7 @@ class LazyGroup(TyperGroup):
         names = list(self._entry_points())
         return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         eps = self._entry_points()
         if cmd_name not in eps:
             return None
@@ -81,7 +81,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", help="YAML settings file (default: ./cover-id.yaml if present)."
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),

@@ -22,7 +22,9 @@ def _intersection(a: "np.ndarray", b: "np.ndarray") -> float | None:
     import numpy as np
 
     try:
-        inter, _ = cv2.intersectConvexConvex(np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2))
+        inter, _ = cv2.intersectConvexConvex(
+            np.asarray(a, np.float32).reshape(-1, 2), np.asarray(b, np.float32).reshape(-1, 2)
+        )
     except cv2.error:
         return None
     return float(inter)

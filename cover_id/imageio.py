@@ -20,9 +20,10 @@ import re
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import ImageError
 
@@ -42,7 +43,7 @@ BYTES_PER_PIXEL = {"JPEG": 8, "PNG": 8, "TIFF": 8, "BMP": 8, "HEIF": 8, "WEBP": 
 # would exceed it waits for the others (one alone always runs).
 DECODE_MEMORY = 640 * 1024 * 1024
 
-Source = Union[str, Path, bytes]
+Source = str | Path | bytes
 
 # Pillow warns about what it tolerates in damaged files (corrupt EXIF, odd TIFF tags, large
 # sizes). Every image is checked here and refused with an ImageError when it matters, so the
@@ -78,7 +79,20 @@ def _load_decoders() -> None:
 
 
 # ---- format detection --------------------------------------------------------------
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1", b"avif", b"avis"}
+_HEIF_BRANDS = {
+    b"heic",
+    b"heix",
+    b"heim",
+    b"heis",
+    b"hevc",
+    b"hevx",
+    b"hevm",
+    b"hevs",
+    b"mif1",
+    b"msf1",
+    b"avif",
+    b"avis",
+}
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -107,7 +121,7 @@ def _pillow_formats(kind: str) -> list[str]:
 
 
 # ---- names and reasons ---------------------------------------------------------------
-def display_name(path: Union[str, Path]) -> str:
+def display_name(path: str | Path) -> str:
     """A file name that can always be printed: bytes that are not UTF-8 become ``\\xNN``."""
     text = os.fspath(path)
     try:
@@ -117,7 +131,7 @@ def display_name(path: Union[str, Path]) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def is_valid_name(path: Union[str, Path]) -> bool:
+def is_valid_name(path: str | Path) -> bool:
     """False when a file name holds bytes that are not UTF-8 (it cannot be stored in JSON)."""
     try:
         os.fspath(path).encode("utf-8")
@@ -263,7 +277,15 @@ class _MemoryBudget:
 _budget = _MemoryBudget(DECODE_MEMORY)
 
 
-_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 def read_image(

@@ -8,9 +8,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def shrink_size(
-    size: tuple[int, int], max_side: int | None, min_side: int = 1
-) -> tuple[tuple[int, int], float]:
+def shrink_size(size: tuple[int, int], max_side: int | None, min_side: int = 1) -> tuple[tuple[int, int], float]:
     """(w, h) bounded to ``max_side`` on the longer side (each side at least ``min_side``), and the
     scale applied (1.0: unchanged)."""
     w, h = size

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cover_id.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
+from cover_id.evaluate.synth import AugmentOptions, make_background, make_cover, photo_augment, place_in_scene
 
 HERE = Path(__file__).resolve().parent
 ITEMS = [  # (filename, seed, (width, height))
@@ -68,7 +68,9 @@ def main(force: bool = False) -> None:
     scene = make_background(201, (1600, 900))
     left, _ = place_in_scene(images[1], scene[:, :800].copy(), rng, scale_range=(0.6, 0.75), max_tilt=0.1)
     right, _ = place_in_scene(images[3], scene[:, 800:].copy(), rng, scale_range=(0.6, 0.75), max_tilt=0.1)
-    cv2.imwrite(str(photos / "two_covers_castle_and_ocean.jpg"), np.hstack([left, right]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(
+        str(photos / "two_covers_castle_and_ocean.jpg"), np.hstack([left, right]), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
     # A cover that is not in the collection.
     stranger = make_cover(NOT_IN_COLLECTION_SEED, (300, 420))
     cv2.imwrite(str(photos / "not_in_collection.jpg"), _photo(stranger, 301), [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -18,7 +18,7 @@ def write_covers(folder: Path, n: int, size: tuple[int, int] = (240, 320), start
     """``n`` distinct synthetic covers as JPEGs named cover_000.jpg, ..."""
     import cv2
 
-    from cover_id.synth import make_cover
+    from cover_id.evaluate.synth import make_cover
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

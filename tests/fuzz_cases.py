@@ -13,8 +13,8 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -57,7 +57,9 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
-def png(width: int, height: int, idat: bytes, bit_depth: int = 8, colour: int = 0, extra: list[bytes] | None = None) -> bytes:
+def png(
+    width: int, height: int, idat: bytes, bit_depth: int = 8, colour: int = 0, extra: list[bytes] | None = None
+) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
     chunks = [_png_chunk(b"IHDR", ihdr), *(extra or []), _png_chunk(b"IDAT", idat), _png_chunk(b"IEND", b"")]
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
@@ -91,7 +93,9 @@ def tiff_declaring(width: int, height: int) -> bytes:
     """A minimal grey TIFF header that claims ``width`` x ``height`` and holds 8 bytes of pixels."""
     tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
             (273, 4, 8 + 2 + 12 * 9 + 4), (277, 3, 1), (278, 4, height), (279, 4, 8)]  # fmt: skip
-    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, typ, 1, v) for t, typ, v in tags) + b"\0\0\0\0"
+    ifd = (
+        struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, typ, 1, v) for t, typ, v in tags) + b"\0\0\0\0"
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x80" * 8
 
 
@@ -101,7 +105,13 @@ def bmp_declaring(width: int, height: int, bpp: int = 24) -> bytes:
 
 
 def webp_declaring(width: int, height: int) -> bytes:
-    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    vp8x = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\0\0\0\0"
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
     return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
 
 
@@ -150,7 +160,12 @@ def corpus(seed: int = 2024) -> list[Case]:
     exts = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".JPG", ".PNG"]
     for i in range(50):
         size = int(rng.choice([1, 2, 3, 7, 16, 100, 1000, 5000]))
-        add(f"random_{i}{exts[i % len(exts)]}", rng.integers(0, 256, size=size, dtype=np.uint8).tobytes(), "random", "error")
+        add(
+            f"random_{i}{exts[i % len(exts)]}",
+            rng.integers(0, 256, size=size, dtype=np.uint8).tobytes(),
+            "random",
+            "error",
+        )
     magics = {
         "jpg": b"\xff\xd8\xff\xe0", "png": b"\x89PNG\r\n\x1a\n", "webp": b"RIFF\x10\x00\x00\x00WEBPVP8 ",
         "bmp": b"BM", "tif": b"II*\x00", "heic": b"\x00\x00\x00\x18ftypheic",
@@ -158,7 +173,12 @@ def corpus(seed: int = 2024) -> list[Case]:
     for ext, magic in magics.items():
         for i in range(10):
             size = int(rng.choice([0, 4, 20, 200, 2000]))
-            add(f"magic_{ext}_{i}.{ext}", magic + rng.integers(0, 256, size=size, dtype=np.uint8).tobytes(), "magic", "error")
+            add(
+                f"magic_{ext}_{i}.{ext}",
+                magic + rng.integers(0, 256, size=size, dtype=np.uint8).tobytes(),
+                "magic",
+                "error",
+            )
 
     # Other formats, renamed as images.
     renamed = {
@@ -181,7 +201,12 @@ def corpus(seed: int = 2024) -> list[Case]:
     add("bomb_png_ztxt.png", png_text_bomb(b"zTXt"), "bomb", "error")
     add("bomb_png_itxt.png", png_text_bomb(b"iTXt"), "bomb", "either")
     add("bomb_png_header_only.png", png(60000, 60000, zlib.compress(b"\0" * 100)), "bomb", "error")
-    add("bomb_png_16bit_rgba.png", png(20000, 20000, zlib.compress(b"\0" * 100), bit_depth=16, colour=6), "bomb", "error")
+    add(
+        "bomb_png_16bit_rgba.png",
+        png(20000, 20000, zlib.compress(b"\0" * 100), bit_depth=16, colour=6),
+        "bomb",
+        "error",
+    )
     add("bomb_jpeg_65000.jpg", jpeg_declaring(jpg, 65000, 65000), "bomb", "error")
     add("bomb_jpeg_119mp.jpg", jpeg_declaring(jpg, 11000, 10900), "bomb", "either")
     add("bomb_jpeg_1x65000.jpg", jpeg_declaring(jpg, 1, 65000), "bomb", "either")
@@ -192,7 +217,19 @@ def corpus(seed: int = 2024) -> list[Case]:
     add("bomb_webp_max.webp", webp_declaring(16384, 16384), "bomb", "error")
 
     # Valid images with odd dimensions.
-    for w, h in [(1, 1), (2, 2), (3, 5), (1, 800), (800, 1), (3, 4000), (4000, 3), (16, 16), (17, 13), (9000, 2), (2, 9000)]:
+    for w, h in [
+        (1, 1),
+        (2, 2),
+        (3, 5),
+        (1, 800),
+        (800, 1),
+        (3, 4000),
+        (4000, 3),
+        (16, 16),
+        (17, 13),
+        (9000, 2),
+        (2, 9000),
+    ]:
         add(f"dims_{w}x{h}.png", encode(base_image(w, h), "PNG", optimize=True), "dims", "either")
     for w, h in [(1, 1), (8, 8), (10000, 10), (10, 10000)]:
         add(f"dims_{w}x{h}.jpg", encode(base_image(w, h), "JPEG", quality=80), "dims", "either")
@@ -204,7 +241,11 @@ def corpus(seed: int = 2024) -> list[Case]:
     for o in (0, 9, 255, 65535):
         add(f"exif_orientation_bad_{o}.jpg", encode(img, "JPEG", exif=_exif(o)), "exif", "ok")
     for i in range(6):
-        blob = b"Exif\0\0" + (b"II*\x00" if i % 2 else b"MM\x00*") + rng.integers(0, 256, size=40 + 30 * i, dtype=np.uint8).tobytes()
+        blob = (
+            b"Exif\0\0"
+            + (b"II*\x00" if i % 2 else b"MM\x00*")
+            + rng.integers(0, 256, size=40 + 30 * i, dtype=np.uint8).tobytes()
+        )
         add(f"exif_damaged_{i}.jpg", encode(img, "JPEG", exif=blob), "exif", "ok")
     add("exif_orientation_6.webp", _try(lambda: encode(img, "WEBP", exif=_exif(6))), "exif", "ok")
     add("exif_orientation_8.tif", _try(lambda: encode(img, "TIFF", exif=_exif(8))), "exif", "ok")

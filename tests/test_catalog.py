@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cover_id.index.catalog import load_metadata, parse_label, scan_folder, slug_id
 from cover_id.errors import CoverIdError
+from cover_id.index.catalog import load_metadata, parse_label, scan_folder, slug_id
 
 
 @pytest.mark.parametrize(
@@ -119,6 +119,10 @@ def test_unreadable_folder_is_listed(tmp_path: Path) -> None:
 
 def test_catalog_lines_that_are_not_utf8_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"x")
-    (tmp_path / "c.jsonl").write_bytes(b'{"id": "a", "local_filename": "a.jpg"}\n{"id": "b\xff", "local_filename": "b.jpg"}\n')
+    (tmp_path / "c.jsonl").write_bytes(
+        b'{"id": "a", "local_filename": "a.jpg"}\n{"id": "b\xff", "local_filename": "b.jpg"}\n'
+    )
     refs, skipped, _ = load_metadata(tmp_path / "c.jsonl")
-    assert [r.id for r in refs] == ["a"] and [(s.filename, s.reason) for s in skipped] == [("c.jsonl:2", "not valid UTF-8")]
+    assert [r.id for r in refs] == ["a"] and [(s.filename, s.reason) for s in skipped] == [
+        ("c.jsonl:2", "not valid UTF-8")
+    ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cover_id.detectors.quad import Quad, QuadDetector, draw_quads, order_corners, rectify
-from cover_id.synth import make_background, make_cover, place_in_scene
+from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dvd-covers"
 
@@ -28,8 +28,9 @@ def _scene(seed: int, size: tuple[int, int], rotation: float):
     rng = np.random.default_rng(seed)
     background = make_background(seed, (640, 480))
     # Rotate around `rotation` degrees, +-10, with a moderate camera tilt.
-    scene, corners = place_in_scene(cover, background, rng, scale_range=(0.6, 0.8), max_tilt=0.12,
-                                    max_rotation_deg=10.0)
+    scene, corners = place_in_scene(
+        cover, background, rng, scale_range=(0.6, 0.8), max_tilt=0.12, max_rotation_deg=10.0
+    )
     if rotation:
         k = int(round(rotation / 90)) % 4
         rot = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}[k]
@@ -94,11 +95,20 @@ def test_finds_insert_inside_case(seed: int) -> None:
     border = 18
     case = cv2.copyMakeBorder(cover, border, border, border + 6, border, cv2.BORDER_CONSTANT, value=(28, 30, 32))
     rng = np.random.default_rng(seed)
-    scene, outer = place_in_scene(case, make_background(seed, (640, 480)), rng, scale_range=(0.7, 0.8),
-                                  max_tilt=0.1, max_rotation_deg=20.0, cover_order=True)
+    scene, outer = place_in_scene(
+        case,
+        make_background(seed, (640, 480)),
+        rng,
+        scale_range=(0.7, 0.8),
+        max_tilt=0.1,
+        max_rotation_deg=20.0,
+        cover_order=True,
+    )
     ch, cw = case.shape[:2]
     matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]]), outer)
-    inner = np.float32([[border + 6, border], [cw - border, border], [cw - border, ch - border], [border + 6, ch - border]])
+    inner = np.float32(
+        [[border + 6, border], [cw - border, border], [cw - border, ch - border], [border + 6, ch - border]]
+    )
     truth = order_corners(cv2.perspectiveTransform(inner[None], matrix)[0])
     quads = QuadDetector().detect(scene)
     assert quads, "no cover found"
@@ -115,14 +125,17 @@ def test_no_cover_in_plain_scene() -> None:
     assert detector.detect(flat) == []
 
 
-@pytest.mark.xfail(reason="multi-cover quad detection not yet reliable (identify --multi does not depend on it)", strict=True)
+@pytest.mark.xfail(
+    reason="multi-cover quad detection not yet reliable (identify --multi does not depend on it)", strict=True
+)
 def test_multi_covers_do_not_overlap() -> None:
     rng = np.random.default_rng(3)
     scene = make_background(3, (960, 480))
     for i, x0 in enumerate((0, 480)):
         half = scene[:, x0 : x0 + 480].copy()
-        half, _ = place_in_scene(make_cover(40 + i, (300, 400)), half, rng, scale_range=(0.7, 0.8),
-                                 max_tilt=0.1, max_rotation_deg=15)
+        half, _ = place_in_scene(
+            make_cover(40 + i, (300, 400)), half, rng, scale_range=(0.7, 0.8), max_tilt=0.1, max_rotation_deg=15
+        )
         scene[:, x0 : x0 + 480] = half
     quads = QuadDetector().detect(scene, max_quads=3)
     assert len(quads) >= 2
@@ -152,8 +165,13 @@ def _best_ncc(image: np.ndarray, reference: np.ndarray) -> float:
     best = -1.0
     for k in range(4):
         rotated = np.ascontiguousarray(np.rot90(image, k))
-        best = max(best, _ncc(cv2.resize(rotated, (64, 96), interpolation=cv2.INTER_AREA),
-                              cv2.resize(content, (64, 96), interpolation=cv2.INTER_AREA)))
+        best = max(
+            best,
+            _ncc(
+                cv2.resize(rotated, (64, 96), interpolation=cv2.INTER_AREA),
+                cv2.resize(content, (64, 96), interpolation=cv2.INTER_AREA),
+            ),
+        )
     return best
 
 

@@ -56,8 +56,8 @@ def test_saved_state_dict_round_trip(random_encoder, tmp_path: Path) -> None:
 
 
 def test_index_and_identify_with_dinov2(covers: Path, tmp_path: Path) -> None:
-    from cover_id.index.store import IndexStore
     from cover_id.index.build import build_index
+    from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
 
     out = tmp_path / "idx"

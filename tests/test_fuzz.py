@@ -20,10 +20,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 
@@ -41,7 +41,7 @@ def scene_jpeg(cover: int, seed: int) -> bytes:
     import cv2
     import numpy as np
 
-    from cover_id.synth import make_background, make_cover, place_in_scene
+    from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
 
     rng = np.random.default_rng(seed)
     scene, _ = place_in_scene(make_cover(cover, (240, 320)), make_background(seed, (800, 600)), rng)
@@ -50,7 +50,9 @@ def scene_jpeg(cover: int, seed: int) -> bytes:
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "4000", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cover_id", *args], capture_output=True, timeout=600, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "cover_id", *args], capture_output=True, timeout=600, env=env, **kwargs
+    )
 
 
 def assert_clean_stderr(stderr: bytes) -> None:
@@ -148,7 +150,11 @@ def test_identify_answers_every_input_of_one_batch(world: SimpleNamespace) -> No
         assert r["decision"] == "accept" and r["match"]["id"] == f"cover-{k:03d}", r
     tree = [r for r in results[len(explicit) + len(odd) : -1]]
     assert [r["decision"] for r in tree].count("accept") == 1
-    assert sorted(Path(r["input"]).name for r in tree if r["decision"] == "error") == ["dangling.png", "fifo.png", "loop"]
+    assert sorted(Path(r["input"]).name for r in tree if r["decision"] == "error") == [
+        "dangling.png",
+        "fifo.png",
+        "loop",
+    ]
     with open(csv_path, newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == len(results)
 
@@ -165,10 +171,10 @@ def test_identify_prints_odd_names_safely_as_text(world: SimpleNamespace) -> Non
 
 # ---- index ------------------------------------------------------------------------------------
 def test_index_skips_each_bad_reference_with_its_reason(world: SimpleNamespace) -> None:
-    from cover_id.index.catalog import walk_images
     from cover_id.errors import ImageError
     from cover_id.imageio import display_name, read_image
     from cover_id.index.build import REF_MAX_SIDE
+    from cover_id.index.catalog import walk_images
 
     refs = world.root / "fuzz_refs"
     shutil.copytree(world.root / "refs", refs)
@@ -183,7 +189,9 @@ def test_index_skips_each_bad_reference_with_its_reason(world: SimpleNamespace) 
             readable.append(p)
         except ImageError:
             refused.append(display_name(p.relative_to(refs).as_posix()))
-    out = run_cli("index", "--refs", str(refs), "--out", str(world.root / "fuzz_idx"), "--encoder", "local", "--threads", "1")
+    out = run_cli(
+        "index", "--refs", str(refs), "--out", str(world.root / "fuzz_idx"), "--encoder", "local", "--threads", "1"
+    )
     assert_clean_stderr(out.stderr)
     text = out.stdout.decode("utf-8")
     assert out.returncode == 0, text[-3000:] + out.stderr.decode(errors="replace")[-3000:]
@@ -269,7 +277,9 @@ def test_server_add_refuses_bad_references_and_keeps_working(server: SimpleNames
     problems = []
     added = 0
     for i, case in enumerate(picks):
-        r = client.post("/api/refs", files=upload(case.name, case.data), data={"name": f"fuzz {i}"}, headers={"X-API-Key": KEY})
+        r = client.post(
+            "/api/refs", files=upload(case.name, case.data), data={"name": f"fuzz {i}"}, headers={"X-API-Key": KEY}
+        )
         wrong = check_error_body(r, server.root)
         if wrong:
             problems.append(f"{case.name!r}: {wrong}")
@@ -300,5 +310,7 @@ def test_no_absolute_server_path_in_any_response(server: SimpleNamespace, world:
 
 
 def test_the_key_is_checked_before_the_upload_is_parsed(server: SimpleNamespace) -> None:
-    r = server.client.post("/api/refs", content=b"--x\r\nnot a form", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    r = server.client.post(
+        "/api/refs", content=b"--x\r\nnot a form", headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert r.status_code == 401, r.text

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
 from cover_id.index.build import build_index
 from cover_id.pipeline import Identifier
-from cover_id.synth import make_background, make_cover, place_in_scene
 from tests.conftest import write_covers
 
 N_COVERS = 8

@@ -109,7 +109,12 @@ def test_every_exif_orientation_gives_the_upright_picture(fmt: str, orientation:
     exif = Image.Exif()
     exif[0x0112] = orientation
     buf = io.BytesIO()
-    img.save(buf, format=fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}))
+    img.save(
+        buf,
+        format=fmt,
+        exif=exif,
+        **({"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}),
+    )
     upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))).convert("RGB"))[:, :, ::-1]
     out = read_image(buf.getvalue())
     assert out.shape == upright.shape and image_size(buf.getvalue()) == (out.shape[1], out.shape[0])
@@ -190,7 +195,10 @@ def test_parallel_reads_share_the_memory_budget_and_agree() -> None:
 
     from cover_id import imageio
 
-    data = [_png_bytes(Image.fromarray((np.random.default_rng(i).random((300, 400, 3)) * 255).astype(np.uint8))) for i in range(4)]
+    data = [
+        _png_bytes(Image.fromarray((np.random.default_rng(i).random((300, 400, 3)) * 255).astype(np.uint8)))
+        for i in range(4)
+    ]
     alone = [read_image(d, max_side=200) for d in data]
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda d: read_image(d, max_side=200), data * 4))

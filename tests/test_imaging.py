@@ -44,10 +44,10 @@ def test_polygon_helpers() -> None:
 
 
 def test_encode_references_gives_features_to_a_feature_encoder() -> None:
+    from cover_id.encoders import encode_references
     from cover_id.encoders.local import LocalEncoder
     from cover_id.evaluate.synth import make_cover
     from cover_id.features import extract_features
-    from cover_id.encoders import encode_references
 
     covers = [make_cover(i, (200, 280)) for i in range(4)]
     feats = [extract_features(c) for c in covers]
@@ -77,8 +77,8 @@ class MeanColour(Encoder):
 
 
 def test_encode_references_gives_pixels_to_a_pixel_encoder() -> None:
-    from cover_id.evaluate.synth import make_cover
     from cover_id.encoders import encode_references
+    from cover_id.evaluate.synth import make_cover
 
     enc = MeanColour()
     covers = [make_cover(i, (200, 280)) for i in range(2)]

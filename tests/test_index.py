@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cover_id.errors import CoverIdError, IndexMismatchError
-from cover_id.index.store import IndexStore
 from cover_id.index.build import build_index
+from cover_id.index.store import IndexStore
 from tests.conftest import write_covers
 
 LOCAL = {"encoder": "local"}
@@ -45,7 +45,7 @@ def test_incremental_reembeds_only_changes(covers: Path, tmp_path: Path) -> None
     (covers / "cover_001.jpg").unlink()  # deleted
     import cv2
 
-    from cover_id.synth import make_cover
+    from cover_id.evaluate.synth import make_cover
 
     cv2.imwrite(str(covers / "cover_002.jpg"), make_cover(99, (240, 320)))  # changed
     report = build_index(out, refs=covers, settings=LOCAL, show_progress=False)
@@ -185,11 +185,10 @@ def test_clip_from_saved_state_dict(covers: Path, tmp_path: Path) -> None:
 
 
 def test_offline_hub_is_detected_fast(monkeypatch) -> None:
+    import cover_id.encoders.clip as clip
     from cover_id.encoders import resolve_encoder_name
     from cover_id.encoders.clip import ClipEncoder
     from cover_id.errors import WeightsUnavailableError
-
-    import cover_id.encoders.clip as clip
 
     # The probe really runs, against a local port nothing listens on: no test touches the network.
     monkeypatch.setattr(clip, "HUB_HOST", "127.0.0.1")
@@ -205,7 +204,7 @@ def test_offline_hub_is_detected_fast(monkeypatch) -> None:
 
 
 def test_projection_head_is_applied_and_checked(covers: Path, tmp_path: Path) -> None:
-    from cover_id.projection import Projection, save_projection
+    from cover_id.training.projection import Projection, save_projection
 
     out = tmp_path / "idx"
     build_index(out, refs=covers, settings=LOCAL, show_progress=False)

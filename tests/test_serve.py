@@ -19,7 +19,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from tests.conftest import write_covers
+from tests.conftest import write_covers  # noqa: E402 (after the skips: needs the server extras)
 
 KEY = "s3cret-key"
 N_COVERS = 8
@@ -32,7 +32,7 @@ def scene_jpeg(cover: int, seed: int, size: tuple[int, int] = (960, 720)) -> tup
     import cv2
     import numpy as np
 
-    from cover_id.synth import make_background, make_cover, place_in_scene
+    from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
 
     rng = np.random.default_rng(seed)
     scene, corners = place_in_scene(make_cover(cover, (240, 320)), make_background(seed, size), rng)
@@ -44,7 +44,7 @@ def scene_jpeg(cover: int, seed: int, size: tuple[int, int] = (960, 720)) -> tup
 def cover_jpeg(cover: int) -> bytes:
     import cv2
 
-    from cover_id.synth import make_cover
+    from cover_id.evaluate.synth import make_cover
 
     return cv2.imencode(".jpg", make_cover(cover, (240, 320)))[1].tobytes()
 
@@ -453,7 +453,7 @@ def test_concurrent_identify_while_the_collection_changes(writable: SimpleNamesp
 
     def writer(ids: list[str]) -> None:
         with httpx.Client(base_url=url, timeout=120) as c:
-            for j, ref_id in enumerate(ids):
+            for ref_id in ids:
                 r = c.post(
                     "/api/refs",
                     files=jpeg(cover_jpeg(200 + int(ref_id[-1]))),

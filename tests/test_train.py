@@ -168,8 +168,8 @@ SMALL = TrainConfig(epochs=3, views=2, holdout=1, k=4, m=2, hidden=32, seed=0)
 
 
 def test_train_from_refs_then_index_uses_the_head(covers: Path, tmp_path: Path) -> None:
-    from cover_id.index.store import IndexStore
     from cover_id.index.build import build_index
+    from cover_id.index.store import IndexStore
     from cover_id.training import train
     from cover_id.training.projection import load_projection
     from tests.conftest import write_covers
@@ -196,8 +196,8 @@ def test_train_cli_on_an_index_reprojects_without_reembedding(covers: Path, tmp_
     import subprocess
     import sys
 
-    from cover_id.index.store import IndexStore
     from cover_id.index.build import build_index
+    from cover_id.index.store import IndexStore
 
     idx = tmp_path / "idx"
     build_index(idx, refs=covers, settings={"encoder": "local"}, show_progress=False)

@@ -12,7 +12,6 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 MISSING = "/nonexistent/cover-id-test"
 

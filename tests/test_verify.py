@@ -18,8 +18,8 @@ from cover_id.evaluate.photos import photo_view
 from cover_id.evaluate.probe import Probe
 from cover_id.evaluate.report import VerifyRun, run_verify
 from cover_id.evaluate.synth import make_cover
-from cover_id.index.store import IndexStore
 from cover_id.index.build import build_index
+from cover_id.index.store import IndexStore
 from cover_id.pipeline import Identifier
 from tests.conftest import write_covers
 

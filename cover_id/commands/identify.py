@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,21 +12,32 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False)
 
-CSV_COLUMNS = ["input", "decision", "match_id", "match_name", "filename", "geom_score", "inliers", "cosine", "strategy", "error"]
+CSV_COLUMNS = [
+    "input",
+    "decision",
+    "match_id",
+    "match_name",
+    "filename",
+    "geom_score",
+    "inliers",
+    "cosine",
+    "strategy",
+    "error",
+]
 
 
-def expand_inputs(paths: list[Path]) -> list[tuple[Path, Optional[str]]]:
+def expand_inputs(paths: list[Path]) -> list[tuple[Path, str | None]]:
     """Files as given; folders expanded to their images (recursively, sorted).
 
     Each item is ``(path, error)``: a folder with no images, or a part of one
     that cannot be read, is an error entry in its place, never the end of the batch.
     A missing or bad file is reported when it is read.
     """
-    from cover_id.index.catalog import walk_images
     from cover_id.errors import CoverIdError
     from cover_id.imageio import display_name
+    from cover_id.index.catalog import walk_images
 
-    out: list[tuple[Path, Optional[str]]] = []
+    out: list[tuple[Path, str | None]] = []
     for p in paths:
         try:
             is_dir = p.is_dir()
@@ -65,7 +76,12 @@ def error_entry(name: str, message: str) -> dict[str, Any]:
 
 
 def identify_one(
-    identifier: Any, src: Path, many: bool, export_crop: Optional[Path] = None, export_debug: Optional[Path] = None, **kwargs: Any
+    identifier: Any,
+    src: Path,
+    many: bool,
+    export_crop: Path | None = None,
+    export_debug: Path | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """One photo's result; any failure is its error entry (the batch goes on)."""
     from cover_id.errors import CoverIdError
@@ -84,7 +100,7 @@ def identify_one(
         return error_entry(name, f"{name}: unexpected error while processing this photo ({type(exc).__name__}: {exc})")
 
 
-def _export_path(base: Optional[Path], photo: Path, many: bool, suffix: str) -> Optional[Path]:
+def _export_path(base: Path | None, photo: Path, many: bool, suffix: str) -> Path | None:
     if base is None:
         return None
     if not many:
@@ -103,7 +119,10 @@ def _print(console: "Console", r: dict[str, Any]) -> None:
         return
     entries = r["covers"] if r.get("multi") else [r]
     if r.get("multi"):
-        console.print(f"[bold]{r['input']}[/]: {r['count']} cover(s) recognised  ({r['timings_ms']['total']:.0f} ms)", highlight=False)
+        console.print(
+            f"[bold]{r['input']}[/]: {r['count']} cover(s) recognised  ({r['timings_ms']['total']:.0f} ms)",
+            highlight=False,
+        )
     for e in entries:
         d = e["decision"]
         m = e.get("match")
@@ -119,7 +138,10 @@ def _print(console: "Console", r: dict[str, Any]) -> None:
             soft_wrap=True,
         )
         for a in e.get("alternatives", [])[:3] if d != "accept" else []:
-            console.print(f"      or {escape(a['name'])} ({escape(a['id'])}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}", highlight=False)
+            console.print(
+                f"      or {escape(a['name'])} ({escape(a['id'])}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -127,17 +149,25 @@ def identify(
     photos: list[Path] = typer.Argument(..., help="Photos and/or folders of photos."),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder from `cover-id index`."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines on stdout: one object per photo, in order."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write a CSV summary here."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV summary here."),
     multi: bool = typer.Option(False, "--multi", help="Report every recognised cover in each photo."),
-    export_crop: Optional[Path] = typer.Option(None, "--export-crop", help="Write the rectified crop (a folder for many photos)."),
-    export_debug: Optional[Path] = typer.Option(None, "--export-debug", help="Write the quad overlay (a folder for many photos)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Candidates retrieved per variant (default 25)."),
-    accept_score: Optional[float] = typer.Option(None, "--accept-score", help="Geometric score needed to accept."),
-    review_score: Optional[float] = typer.Option(None, "--review-score", help="Geometric score needed for review."),
-    max_side: Optional[int] = typer.Option(None, "--max-side", help="Photos are processed at most this large (px)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
-    session: Optional[str] = typer.Option(None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."),
-    prices: Optional[Path] = typer.Option(None, "--prices", help="Price file (JSON keyed by id or set code): adds `price` to matches."),
+    export_crop: Path | None = typer.Option(
+        None, "--export-crop", help="Write the rectified crop (a folder for many photos)."
+    ),
+    export_debug: Path | None = typer.Option(
+        None, "--export-debug", help="Write the quad overlay (a folder for many photos)."
+    ),
+    top_k: int | None = typer.Option(None, "--top-k", help="Candidates retrieved per variant (default 25)."),
+    accept_score: float | None = typer.Option(None, "--accept-score", help="Geometric score needed to accept."),
+    review_score: float | None = typer.Option(None, "--review-score", help="Geometric score needed for review."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Photos are processed at most this large (px)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    session: str | None = typer.Option(
+        None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."
+    ),
+    prices: Path | None = typer.Option(
+        None, "--prices", help="Price file (JSON keyed by id or set code): adds `price` to matches."
+    ),
 ) -> None:
     """Find the cover in each photo, rectify it, retrieve, verify geometrically, decide."""
     import json
@@ -151,7 +181,13 @@ def identify(
     from cover_id.progress import progress
 
     settings = load_settings(
-        {"top_k": top_k, "accept_score": accept_score, "review_score": review_score, "max_side": max_side, "threads": threads}
+        {
+            "top_k": top_k,
+            "accept_score": accept_score,
+            "review_score": review_score,
+            "max_side": max_side,
+            "threads": threads,
+        }
     )
     sources = expand_inputs(photos)
     identifier = Identifier.from_index(index, settings)

@@ -342,9 +342,9 @@ def build_index(
     from cover_id.config import DEFAULTS
     from cover_id.encoders import create_encoder, resolve_encoder_name
     from cover_id.index.store import IndexStore
-    from cover_id.projection import load_projection
     from cover_id.runtime import set_threads
     from cover_id.store_io import clean_stale
+    from cover_id.training.projection import load_projection
 
     s = {**DEFAULTS, **(settings or {})}
     set_threads(s.get("threads"))

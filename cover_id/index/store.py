@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from cover_id.features import Features
     from cover_id.index.disk import Disk
     from cover_id.index.search import GlobalIndex
-    from cover_id.projection import Projection
+    from cover_id.training.projection import Projection
 
 FORMAT_VERSION = 2
 VOTER_MAX = 200_000  # keypoint votes need every reference descriptor in memory: skip above
@@ -229,7 +229,7 @@ class IndexStore:
         import numpy as np
 
         from cover_id.index.disk import Disk
-        from cover_id.projection import Projection
+        from cover_id.training.projection import Projection
 
         path = Path(path)
         recover_dir(path)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cover_id.imageops import shrink
 from cover_id.encoders import encode_references
+from cover_id.imageops import shrink
 
 if TYPE_CHECKING:
     import numpy as np

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cover_id.errors import CoverIdError
 from cover_id.encoders import encode_references
+from cover_id.errors import CoverIdError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,12 +28,12 @@ class TrainSource:
 
 def source_from_index(index: Path, device: str | None = None) -> TrainSource:
     """The index's own encoder (with its fitted codebook) and its stored reference vectors."""
+    import numpy as np
+
     from cover_id.errors import ImageError
     from cover_id.imageio import read_image
-    from cover_id.index.store import IndexStore
     from cover_id.index.build import REF_MAX_SIDE
-
-    import numpy as np
+    from cover_id.index.store import IndexStore
 
     store = IndexStore.open(Path(index))
     if store.size < 2:
@@ -48,7 +48,9 @@ def source_from_index(index: Path, device: str | None = None) -> TrainSource:
                 f"reference image of '{store.records[i]['id']}' cannot be read ({exc}); was the refs folder moved?"
             ) from None
 
-    return TrainSource(encoder, dict(store.encoder_spec), store.size, load, np.asarray(store.raw_embeddings), f"index {index}")
+    return TrainSource(
+        encoder, dict(store.encoder_spec), store.size, load, np.asarray(store.raw_embeddings), f"index {index}"
+    )
 
 
 def source_from_refs(refs: Path, settings: dict[str, Any], show_progress: bool = False) -> TrainSource:
