@@ -76,11 +76,15 @@ def main() -> None:
         table[name] = figures
         all_rows += rows
     print(f"encoder {args.encoder} ({time.perf_counter() - t0:.0f} s)")
-    print("| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |")
+    print(
+        "| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, f in table.items():
-        print(f"| {name} | {f['references']} | {f['photos']} | {f['top1']:.1%} | {f['accepted_correct']:.1%} | "
-              f"{f['review']} | {f['reject']} | {f['false_accept']} | {f['open_not_accepted']:.1%} |")
+        print(
+            f"| {name} | {f['references']} | {f['photos']} | {f['top1']:.1%} | {f['accepted_correct']:.1%} | "
+            f"{f['review']} | {f['reject']} | {f['false_accept']} | {f['open_not_accepted']:.1%} |"
+        )
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"figures": table, "photos": all_rows}, f, indent=1)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import cv2
-
 from cardgen import make_set, photograph, render
 from common import CACHE, DVD, cli, cli_identify
 

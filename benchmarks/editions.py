@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from cardgen import SYLLABLES, photograph
 from common import CACHE, DVD, cli, cli_identify, refs_folder
 
@@ -85,9 +84,13 @@ def main() -> None:
     results = cli_identify([p for _, _, p in jobs], index)
     secs = time.perf_counter() - t0
     print(f"editions: {len(picks)} DVD references, {len(jobs)} photos, index of 358 covers ({secs:.0f} s)")
-    print("| photos of | n | accepted as the original | review | of which naming the original | reject | other accepts |")
+    print(
+        "| photos of | n | accepted as the original | review | of which naming the original | reject | other accepts |"
+    )
     print("|---|---|---|---|---|---|---|")
-    rows = [(kind, orig, r["decision"], (r.get("match") or {}).get("filename")) for (kind, orig, _), r in zip(jobs, results)]
+    rows = [
+        (kind, orig, r["decision"], (r.get("match") or {}).get("filename")) for (kind, orig, _), r in zip(jobs, results)
+    ]
     for kind in ("original", "retitle", "relayout"):
         got = [(orig, d, f) for k, orig, d, f in rows if k == kind]
         as_orig = sum(1 for o, d, f in got if d == "accept" and f == o)

@@ -521,4 +521,3 @@ class QuadDetector(Detector):
             if len(chosen) >= max_quads:
                 break
         return chosen
-
