@@ -421,14 +421,12 @@ class _Job:
 
     def embed_batch(self, feats: "list[Features]", paths: list[Path]) -> "np.ndarray":
         """Raw vectors for a batch (features reused by the local encoder, images re-read for clip)."""
-        import numpy as np
-
+        from cover_id.encoders import encode_references
         from cover_id.imageio import read_image
 
         if self.encoder.supports_features:
-            return self.encoder.encode_features(feats)
-        images = [read_image(p, max_side=REF_MAX_SIDE) for p in paths]
-        return np.asarray(self.encoder.encode_images(images), np.float32)
+            return encode_references(self.encoder, [], feats)
+        return encode_references(self.encoder, [read_image(p, max_side=REF_MAX_SIDE) for p in paths])
 
 
 def _duplicates(pairs: list[tuple[str, str | None]], report: BuildReport) -> None:
