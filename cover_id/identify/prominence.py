@@ -103,7 +103,11 @@ def arrange(
     winner = seen[top][0]
     others = [(best_view, best, decision)] + [o for k, o in enumerate(others) if k != top]
     rest = [m for m in f_ranked if m is not winner]
-    return [("full", Candidates([winner] + rest, f_cos))] + [(n, c) for n, c in ordered if n != "full"], "accept", others
+    return (
+        [("full", Candidates([winner] + rest, f_cos))] + [(n, c) for n, c in ordered if n != "full"],
+        "accept",
+        others,
+    )
 
 
 def also_seen(store: "IndexStore", photo: "Photo", others: "list[tuple[View, GeomMatch, str]]",
