@@ -66,12 +66,16 @@ def test_dead_band_flags_a_replaced_region_only() -> None:
     inliers = np.full((8, 6), 4, np.int32)
     reference = np.full((8, 6), 10, np.int32)
     visible = np.ones((8, 6), bool)
-    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0)
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
     ncc[6:], inliers[6:] = 0.0, 0  # the bottom quarter: own keypoints, no inlier, other pixels
-    frac, expected = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
-    assert frac == 1.0 and expected == pytest.approx(4 * 36 * 12 / 48)
-    keypoints[6:] = 0  # glare or blur: no keypoints of its own, so no contradiction
-    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[0] == 0.0
+    contradicted, disagree, expected = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
+    assert contradicted == 1.0 and disagree == 1.0 and expected == pytest.approx(4 * 36 * 12 / 48)
+    keypoints[6:] = 0  # no keypoints of its own: no contradiction, but the pixels still disagree
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 1.0)
+    ncc[6:] = np.nan  # washed out by glare: no evidence either way
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 0.0)
+    ncc[6:], inliers[6:] = 0.0, 1  # a single inlier: not a dead band
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
 
 
 def test_prominence_prefers_large_central_and_complete() -> None:

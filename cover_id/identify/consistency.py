@@ -33,12 +33,19 @@ if TYPE_CHECKING:
     from cover_id.rerankers.base import GeomMatch
 
 MIN_CELL_KEYPOINTS = 3  # a cell with fewer photo keypoints says nothing (glare, blur, plain print)
-# Another edition: a band expected to hold this many inliers holds none, and this much of it contradicts.
-# Measured on every accepted correct dev photo (dvd-covers, books, paintings): with at least 15 inliers
-# expected the most contradicted band is 0.5 (one book photo; DVDs 0.17); on synthetic retitled
-# editions 0.58-0.92 for the most contradicted fifth.
+# Another edition: a quarter of the cover expected to hold at least DEAD_EXPECTED of the match's
+# inliers holds none, and either DEAD_CONTRADICTED of its cells contradict (own keypoints, none
+# matching, other pixels) or DEAD_DISAGREE of its informative cells disagree. Measured on every
+# accepted correct dev photo (dvd-covers 100, books 53, paintings 32): such bands reach at most
+# 0.5 contradicted and 0.5 disagreeing; synthetic retitled editions 0.6-1.0, relaid-out 0.6-1.0.
 DEAD_CONTRADICTED = 0.6
+DEAD_DISAGREE = 0.7
 DEAD_EXPECTED = 15.0
+
+
+def _badness(band: tuple[float, float, float]) -> float:
+    """How far a dead band is past the edition thresholds (the larger, the surer)."""
+    return max(band[0] / DEAD_CONTRADICTED, band[1] / DEAD_DISAGREE)
 
 
 @dataclass
@@ -52,30 +59,40 @@ class Evidence:
     visible: "np.ndarray"  # the cell lies inside the photo
 
     def summary(self) -> dict[str, Any]:
-
         from cover_id.identify.appearance import Agreement
 
         a = Agreement(self.ncc, self.visible)
-        frac, expected = self.dead_band()
+        contradicted, disagree, expected = self.dead_band()
         return {
             "agree": round(a.agree, 3),
             "cells": a.informative,
             "contradicted": int(self.contradicted.sum()),
-            "dead_band": {"contradicted": round(frac, 3), "expected_inliers": round(expected, 1)},
+            "dead_band": {
+                "contradicted": round(contradicted, 3),
+                "disagree": round(disagree, 3),
+                "expected_inliers": round(expected, 1),
+            },
         }
 
-    def dead_band(self) -> tuple[float, float]:
-        """The most contradicted band without a single inlier: (fraction of its cells contradicted, inliers expected).
+    def dead_band(self) -> tuple[float, float, float]:
+        """The worst band without a single inlier that should hold at least :data:`DEAD_EXPECTED`:
+        (fraction of its cells contradicted, fraction of its informative cells that disagree,
+        inliers expected there); zeros when there is none.
 
         A band is a quarter of the rows or columns, inside the photo. The inliers it should hold are
         the match's inliers spread like the reference's own keypoints; a band expected to hold many
-        and holding none, where the photo's own keypoints and pixels disagree, is a region of the
-        cover that is not the reference's: another title block, another edition.
+        and holding none, whose pixels disagree, is a region of the cover that is not the
+        reference's: another title block, the artwork moved onto another layout.
         """
+        import numpy as np
+
+        from cover_id.identify.appearance import AGREE_NCC
 
         contradicted = self.contradicted
+        informative = np.isfinite(self.ncc)
+        disagreeing = informative & (np.nan_to_num(self.ncc, nan=1.0) < AGREE_NCC)
         total_inliers, total_ref = int(self.inliers.sum()), max(1, int(self.reference.sum()))
-        best = (0.0, 0.0)
+        worst = (0.0, 0.0, 0.0)
         rows, cols = self.ncc.shape
         for axis, n in ((0, rows), (1, cols)):
             width = max(1, n // 4)
@@ -88,10 +105,12 @@ class Evidence:
                 if self.visible[band].mean() < 0.9 or self.inliers[band].sum() > 0:
                     continue
                 expected = total_inliers * float(self.reference[band].sum()) / total_ref
-                if expected < 3:
+                if expected < DEAD_EXPECTED:
                     continue
-                best = max(best, (float(contradicted[band].mean()), expected))
-        return best
+                seen = int(informative[band].sum())
+                disagree = float(disagreeing[band].sum()) / seen if seen >= max(2, informative[band].size // 2) else 0.0
+                worst = max(worst, (float(contradicted[band].mean()), disagree, expected), key=_badness)
+        return worst
 
     @property
     def contradicted(self) -> "np.ndarray":
@@ -272,7 +291,7 @@ def check(
     if ev is None:
         return ordered, decision, fields
     fields["appearance"] = ev.summary()
-    contradicted, expected = ev.dead_band()
-    if contradicted >= DEAD_CONTRADICTED and expected >= DEAD_EXPECTED:
+    contradicted, disagree, expected = ev.dead_band()
+    if expected >= DEAD_EXPECTED and (contradicted >= DEAD_CONTRADICTED or disagree >= DEAD_DISAGREE):
         return ordered, "review", {**fields, "reason": "other_edition"}
     return ordered, decision, fields
