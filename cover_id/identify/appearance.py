@@ -153,7 +153,7 @@ def warp_photo(
     from_cmp, cw, ch = _frame(box, side)
     x0, y0, x1, y1 = box
     # Shrink the photo first so the warp does not alias: to about the cover's size at comparison scale.
-    corners = np.float32([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]])
+    corners = np.array([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]], np.float32)
     cover_px = np.sqrt(max(cv2.contourArea(cv2.perspectiveTransform(corners, ref_to_photo)[0]), 1.0))
     f = min(1.0, 1.5 * np.sqrt(cw * ch) / cover_px)
     g = photo.astype(np.float32) if colour and photo.ndim == 3 else gray(photo)

@@ -33,11 +33,11 @@ def prominence(outline: "np.ndarray", size: tuple[int, int]) -> float:
     from cover_id.geometry import _intersection
 
     w, h = size
-    frame = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     inside = _intersection(outline, frame)
     if inside is None:
         return 0.0
-    centre = outline.mean(axis=0) / np.float32([w, h]) - 0.5  # -0.5..0.5 from the centre
+    centre = outline.mean(axis=0) / np.array([w, h], np.float32) - 0.5  # -0.5..0.5 from the centre
     off = float(np.hypot(*np.clip(centre, -0.5, 0.5)) / np.hypot(0.5, 0.5))
     return inside / (w * h) * (1.0 - 0.5 * off)
 

@@ -187,8 +187,8 @@ class Identifier:
             ordered, decision, check = consistency.check(store, photo, ordered, decision, self.policy)
         result = {**cover_result(store, photo, ordered, decision, quad), **check}
         if single:
-            cosines = next((c.cosines for name, c in ordered if name == "full"), {})
-            result["also_seen"] = prominence.also_seen(store, photo, others, cosines)
+            full_cosines = next((c.cosines for name, c in ordered if name == "full"), {})
+            result["also_seen"] = prominence.also_seen(store, photo, others, full_cosines)
         return result
 
     def _second_look(self, store: "IndexStore", photo: Photo) -> "tuple[Photo, dict[str, Any]] | None":
