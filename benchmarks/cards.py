@@ -25,22 +25,18 @@ from cardgen import make_set, photograph, render
 from common import CACHE, DVD, cli, cli_identify
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--present", type=int, default=150)
-    ap.add_argument("--absent", type=int, default=40)
-    ap.add_argument("--variants", type=int, default=30, help="present variants (and as many absent ones)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rebuild", action="store_true", help="generate the cards and photos again")
-    ap.add_argument("--failures", action="store_true")
-    args = ap.parse_args()
+def measure(present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed: int = 0, rebuild: bool = False
+            ) -> tuple[list[tuple[str, str, str, str | None, str | None]], dict[str, str], float]:  # fmt: skip
+    """Generate (once) the set and its photos, index it and identify every photo through the CLI.
 
+    Returns (rows of (group, card key, decision, matched key, reason), variant key -> its base key, seconds).
+    """
     art_dir = DVD / "distractors"  # artwork from real images that are not references
-    work = CACHE / f"cards_{args.present}_{args.absent}_{args.variants}_{args.seed}"
-    if args.rebuild and work.exists():
+    work = CACHE / f"cards_{present_n}_{absent_n}_{variants_n}_{seed}"
+    if rebuild and work.exists():
         shutil.rmtree(work)
-    present, absent, pvar, avar = make_set(sorted(p.name for p in art_dir.iterdir()), args.present, args.absent,
-                                           args.variants, args.seed)  # fmt: skip
+    present, absent, pvar, avar = make_set(sorted(p.name for p in art_dir.iterdir()), present_n, absent_n,
+                                           variants_n, seed)  # fmt: skip
     refs, photos = work / "refs", work / "photos"
     groups = {"present": present, "present_variant": pvar, "absent": absent, "absent_variant": avar}
     if not refs.exists():
@@ -50,7 +46,7 @@ def main() -> None:
             face = render(c, art_dir)
             if c in present or c in pvar:
                 cv2.imwrite(str(refs / f"{c.key}.jpg"), face, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            cv2.imwrite(str(photos / f"{c.key}.jpg"), photograph(face, seed=args.seed * 100_000 + n))
+            cv2.imwrite(str(photos / f"{c.key}.jpg"), photograph(face, seed=seed * 100_000 + n))
     cli("index", "--refs", str(refs), "--out", str(work / "index"), "--rebuild")
 
     base_of = {v.key: v.key.rsplit("-", 1)[0] for v in pvar + avar}
@@ -60,15 +56,29 @@ def main() -> None:
         results = cli_identify([photos / f"{c.key}.jpg" for c in cards], work / "index")
         for c, r in zip(cards, results):
             got = Path((r.get("match") or {}).get("filename") or "").stem or None
-            rows.append((group, c.key, r["decision"], got))
-    secs = time.perf_counter() - t0
+            rows.append((group, c.key, r["decision"], got, r.get("reason")))
+    return rows, base_of, time.perf_counter() - t0
 
-    print(f"cards: {len(present)} present + {len(pvar)} present variants indexed; "
-          f"{len(absent)} absent, {len(avar)} absent variants; {len(rows)} photos ({secs:.0f} s)")  # fmt: skip
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--present", type=int, default=150)
+    ap.add_argument("--absent", type=int, default=40)
+    ap.add_argument("--variants", type=int, default=30, help="present variants (and as many absent ones)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rebuild", action="store_true", help="generate the cards and photos again")
+    ap.add_argument("--failures", action="store_true")
+    args = ap.parse_args()
+    rows, base_of, secs = measure(args.present, args.absent, args.variants, args.seed, args.rebuild)
+    groups = ("present", "present_variant", "absent", "absent_variant")
+    count = {g: sum(1 for r in rows if r[0] == g) for g in groups}
+    print(f"cards: {count['present']} present + {count['present_variant']} present variants indexed; "
+          f"{count['absent']} absent, {count['absent_variant']} absent variants; "
+          f"{len(rows)} photos ({secs:.0f} s)")  # fmt: skip
     print("| photos of | n | accepted-correct | review | reject | false accepts | accepted as its variant twin |")
     print("|---|---|---|---|---|---|---|")
     for group in groups:
-        g = [r for r in rows if r[0] == group]
+        g = [r[:4] for r in rows if r[0] == group]
         n = len(g)
         in_collection = group.startswith("present")
         correct = sum(1 for _, key, d, got in g if d == "accept" and got == key) if in_collection else 0

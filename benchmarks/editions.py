@@ -58,18 +58,17 @@ def make_edition(cover: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=50, help="references turned into an edition of each kind")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--failures", action="store_true")
-    args = ap.parse_args()
-    rng = np.random.default_rng(args.seed)
-    work = CACHE / f"editions_{args.count}_{args.seed}"
+def measure(count: int = 50, seed: int = 0) -> tuple[list[tuple[str, str, str, str | None, str | None]], float]:
+    """Make (once) the editions and their photos and identify them through the CLI against the DVD index.
+
+    Returns (rows of (kind, original filename, decision, matched filename, reason), seconds).
+    """
+    rng = np.random.default_rng(seed)
+    work = CACHE / f"editions_{count}_{seed}"
     index = CACHE / "index_cli_dvd"
     cli("index", "--refs", str(refs_folder()), "--out", str(index))  # incremental: cheap when up to date
     refs = sorted((DVD / "references").iterdir())
-    picks = [refs[i] for i in sorted(rng.permutation(len(refs))[: args.count])]
+    picks = [refs[i] for i in sorted(rng.permutation(len(refs))[:count])]
     jobs: list[tuple[str, str, Path]] = []  # (kind, original filename, photo)
     work.mkdir(parents=True, exist_ok=True)
     for n, ref in enumerate(picks):
@@ -78,19 +77,28 @@ def main() -> None:
             photo = work / f"{ref.stem}_{kind}.jpg"
             if not photo.exists():
                 face = cover if kind == "original" else make_edition(cover, kind, np.random.default_rng(n * 10 + k))
-                cv2.imwrite(str(photo), photograph(face, seed=args.seed * 100_000 + n * 10 + k))
+                cv2.imwrite(str(photo), photograph(face, seed=seed * 100_000 + n * 10 + k))
             jobs.append((kind, f"references/{ref.name}", photo))
     t0 = time.perf_counter()
     results = cli_identify([p for _, _, p in jobs], index)
-    secs = time.perf_counter() - t0
-    print(f"editions: {len(picks)} DVD references, {len(jobs)} photos, index of 358 covers ({secs:.0f} s)")
+    rows = [(kind, orig, r["decision"], (r.get("match") or {}).get("filename"), r.get("reason"))
+            for (kind, orig, _), r in zip(jobs, results)]  # fmt: skip
+    return rows, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=50, help="references turned into an edition of each kind")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--failures", action="store_true")
+    args = ap.parse_args()
+    rows5, secs = measure(args.count, args.seed)
+    rows = [r[:4] for r in rows5]
+    print(f"editions: {args.count} DVD references, {len(rows)} photos, index of 358 covers ({secs:.0f} s)")
     print(
         "| photos of | n | accepted as the original | review | of which naming the original | reject | other accepts |"
     )
     print("|---|---|---|---|---|---|---|")
-    rows = [
-        (kind, orig, r["decision"], (r.get("match") or {}).get("filename")) for (kind, orig, _), r in zip(jobs, results)
-    ]
     for kind in ("original", "retitle", "relayout"):
         got = [(orig, d, f) for k, orig, d, f in rows if k == kind]
         as_orig = sum(1 for o, d, f in got if d == "accept" and f == o)

@@ -136,7 +136,7 @@ class Identifier:
             feats = photo_features(photo.image, multi)
         if multi:
             photo.full = View.whole(feats, photo.image)
-            covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad))
+            covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad, single=False))
         else:
             photo.full, views = make_views(photo.image, feats, photo.quads[0] if photo.quads else None)
             covers = [self._look(store, photo, views, photo.quads[0] if photo.quads else None)]
@@ -156,9 +156,14 @@ class Identifier:
         photo.timings["total"] = ms_since(t_all)
         return photo_result(photo, covers, multi, exports, self.record())
 
-    def _look(self, store: "IndexStore", photo: Photo, views: "list[View]", quad: "Quad | None") -> dict[str, Any]:
-        """Retrieve for every view, verify the fused shortlist in every view, decide: one cover's JSON."""
-        from cover_id.identify import retrieve
+    def _look(
+        self, store: "IndexStore", photo: Photo, views: "list[View]", quad: "Quad | None", single: bool = True
+    ) -> dict[str, Any]:
+        """Retrieve for every view, verify the fused shortlist in every view, decide: one cover's JSON.
+
+        ``single``: one answer per photo (the most prominent cover; the others go to ``also_seen``).
+        """
+        from cover_id.identify import consistency, prominence, retrieve
         from cover_id.identify.decide import choose
         from cover_id.identify.result import cover_result
         from cover_id.identify.verify import verify
@@ -172,7 +177,19 @@ class Identifier:
         with photo.timed("rerank"):
             photo.variants = verify(self.reranker, self._pool(), store, photo.full, views, rows, cosines)
         ordered, decision = choose(store, photo.variants, self.policy)
-        return cover_result(store, photo, ordered, decision, quad)
+        with photo.timed("consistency"):
+            others: list = []
+            if single:  # the most prominent cover is the answer; the others are listed
+                arranged, decision, others = prominence.arrange(store, photo, ordered, decision, self.policy)
+                if arranged[0][1] is not ordered[0][1]:
+                    quad = None  # the answer is not the detected outline's cover
+                ordered = arranged
+            ordered, decision, check = consistency.check(store, photo, ordered, decision, self.policy)
+        result = {**cover_result(store, photo, ordered, decision, quad), **check}
+        if single:
+            full_cosines = next((c.cosines for name, c in ordered if name == "full"), {})
+            result["also_seen"] = prominence.also_seen(store, photo, others, full_cosines)
+        return result
 
     def _second_look(self, store: "IndexStore", photo: Photo) -> "tuple[Photo, dict[str, Any]] | None":
         """No confident answer at the usual size: look again with more pixels and keypoints.

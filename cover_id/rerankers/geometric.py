@@ -169,6 +169,7 @@ class GeometricReranker(Reranker):
         possible = max(1, len(_cells(ref.xy, ref.size)))
         out.cells = cells
         out.spread = cells / possible
+        out.detail["inlier_q"] = qi[inl]  # the view's keypoints that are inliers (appearance checks use them)
         out.detail["q_inside"] = _inside_count(h, ref.size, query.xy) if out.sane else 0
         out.detail["explained"] = n_in / max(out.detail["q_inside"], n_in, 1)
         out.score = combined_score(cells, out.inlier_ratio, out.sane, p)

@@ -1,0 +1,127 @@
+"""The consistency step: appearance through the homography, variant twins, other editions, also_seen."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
+from cover_id.identify import appearance
+from cover_id.identify.consistency import Evidence
+from cover_id.identify.prominence import prominence
+from cover_id.index.build import build_index
+from cover_id.pipeline import Identifier
+
+SIZE = (300, 420)  # w, h of the generated cards
+
+
+def _card(seed: int, stamp: tuple[int, int, int] = (40, 40, 40), code: str = "LOCH-EN001") -> np.ndarray:
+    """A textured card with a set code and a rarity stamp (what variants change)."""
+    card = make_cover(seed, SIZE)
+    cv2.rectangle(card, (10, SIZE[1] - 60), (SIZE[0] - 10, SIZE[1] - 10), (200, 220, 230), -1)
+    cv2.putText(card, code, (20, SIZE[1] - 28), cv2.FONT_HERSHEY_DUPLEX, 0.6, (10, 10, 10), 1, cv2.LINE_AA)
+    cv2.rectangle(card, (SIZE[0] - 50, SIZE[1] - 50), (SIZE[0] - 20, SIZE[1] - 20), stamp, -1)
+    return card
+
+
+def _photo(face: np.ndarray, seed: int) -> np.ndarray:
+    scene, _ = place_in_scene(face, make_background(seed, (960, 720)), np.random.default_rng(seed),
+                              scale_range=(0.75, 0.85))  # fmt: skip
+    return scene
+
+
+def _shift(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
+
+
+def test_appearance_agrees_with_itself_and_not_with_a_new_title_block() -> None:
+    card = _card(3)
+    photo = cv2.warpPerspective(card, _shift(40, 30), (400, 500))
+    box = (0.0, 0.0, float(SIZE[0]), float(SIZE[1]))
+    same = appearance.compare(photo, _shift(40, 30), appearance.gray(card), box)
+    assert same.agree >= 0.95 and same.worst_band >= 0.9
+    edition = card.copy()
+    edition[int(SIZE[1] * 0.6) :] = make_cover(99, (SIZE[0], SIZE[1] - int(SIZE[1] * 0.6)))
+    other = appearance.compare(cv2.warpPerspective(edition, _shift(40, 30), (400, 500)), _shift(40, 30),
+                               appearance.gray(card), box)  # fmt: skip
+    assert other.worst_band <= 0.5 and other.agree < same.agree - 0.1
+
+
+def test_twins_are_told_apart_where_they_differ() -> None:
+    first, second = _card(5, stamp=(40, 40, 40)), _card(5, stamp=(230, 120, 210), code="RA01-EN001")
+    box = (0.0, 0.0, float(SIZE[0]), float(SIZE[1]))
+    for face, expected in ((first, 0.0), (second, 1.0)):
+        photo = cv2.GaussianBlur(cv2.warpPerspective(face, _shift(20, 10), (360, 460)), (0, 0), 0.8)
+        verdict = appearance.twins(photo, _shift(20, 10), first, second, np.eye(3), box)
+        assert 0 < verdict.differing < 0.1  # only the set code and the stamp differ
+        assert abs(verdict.blend - expected) < 0.25
+    identical = appearance.twins(first, np.eye(3), first, first.copy(), np.eye(3), box)
+    assert identical.differing == 0 and np.isnan(identical.blend)  # nothing to tell them apart by
+
+
+def test_dead_band_flags_a_replaced_region_only() -> None:
+    ncc = np.full((8, 6), 0.9, np.float32)
+    keypoints = np.full((8, 6), 10, np.int32)
+    inliers = np.full((8, 6), 4, np.int32)
+    reference = np.full((8, 6), 10, np.int32)
+    visible = np.ones((8, 6), bool)
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
+    ncc[6:], inliers[6:] = 0.0, 0  # the bottom quarter: own keypoints, no inlier, other pixels
+    contradicted, disagree, expected = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
+    assert contradicted == 1.0 and disagree == 1.0 and expected == pytest.approx(4 * 36 * 12 / 48)
+    keypoints[6:] = 0  # no keypoints of its own: no contradiction, but the pixels still disagree
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 1.0)
+    ncc[6:] = np.nan  # washed out by glare: no evidence either way
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 0.0)
+    ncc[6:], inliers[6:] = 0.0, 1  # a single inlier: not a dead band
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
+
+
+def test_prominence_prefers_large_central_and_complete() -> None:
+    size = (800, 600)
+    central = np.float32([[250, 150], [550, 150], [550, 450], [250, 450]])
+    corner = central - np.float32([240, 140])
+    cut = central + np.float32([400, 0])  # half outside the frame
+    assert prominence(central, size) > prominence(corner, size) > 0
+    assert prominence(central, size) > prominence(cut, size)
+
+
+@pytest.fixture(scope="module")
+def twins_world(tmp_path_factory) -> dict:
+    """A collection of cards sharing nothing but layout, plus one pair of variant twins."""
+    root = tmp_path_factory.mktemp("twins")
+    refs = root / "refs"
+    refs.mkdir()
+    faces = {f"card_{i}": _card(i) for i in range(1, 5)}
+    faces["card_1_v1"] = _card(1, stamp=(230, 120, 210), code="RA01-EN001")
+    for name, face in faces.items():
+        cv2.imwrite(str(refs / f"{name}.png"), face)
+    build_index(root / "idx", refs=refs, settings={"encoder": "local"}, show_progress=False)
+    return {"root": root, "faces": faces, "ident": Identifier.from_index(root / "idx", {"threads": 2})}
+
+
+def test_variant_twins_are_resolved_by_the_differing_region(twins_world: dict) -> None:
+    ident, faces = twins_world["ident"], twins_world["faces"]
+    for name, seed in (("card_1", 31), ("card_1_v1", 32)):
+        r = ident.identify(_photo(faces[name], seed))
+        assert r["match"]["id"] == name.replace("_", "-")
+        assert r["decision"] == "accept" and r["reason"] == "variant_verified"
+        assert r["twin"]["id"] in {"card-1", "card-1-v1"} and r["twin"]["id"] != r["match"]["id"]
+    r = ident.identify(_photo(faces["card_2"], 33))  # no twin: nothing to resolve
+    assert r["decision"] == "accept" and r["reason"] is None and r["twin"] is None
+
+
+def test_other_covers_in_the_photo_are_also_seen(twins_world: dict, tmp_path: Path) -> None:
+    ident, faces = twins_world["ident"], twins_world["faces"]
+    big = cv2.resize(faces["card_3"], None, fx=1.6, fy=1.6)
+    scene = make_background(40, (1100, 800))
+    scene[60 : 60 + big.shape[0], 80 : 80 + big.shape[1]] = big
+    small = cv2.resize(faces["card_4"], None, fx=0.9, fy=0.9)
+    scene[300 : 300 + small.shape[0], 700 : 700 + small.shape[1]] = small
+    r = ident.identify(scene)
+    assert r["decision"] == "accept" and r["match"]["id"] == "card-3"  # the larger cover is the answer
+    assert [s["id"] for s in r["also_seen"]] == ["card-4"] and r["also_seen"][0]["decision"] == "accept"
+    assert len(r["also_seen"][0]["match_quad"]) == 4
+    multi = ident.identify(scene, multi=True)
+    assert {c["match"]["id"] for c in multi["covers"]} >= {"card-3", "card-4"} and "also_seen" not in multi
