@@ -1,5 +1,7 @@
 """The consistency step: appearance through the homography, variant twins, other editions, also_seen."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -125,3 +127,12 @@ def test_other_covers_in_the_photo_are_also_seen(twins_world: dict, tmp_path: Pa
     assert len(r["also_seen"][0]["match_quad"]) == 4
     multi = ident.identify(scene, multi=True)
     assert {c["match"]["id"] for c in multi["covers"]} >= {"card-3", "card-4"} and "also_seen" not in multi
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), scene)
+    text = subprocess.run(
+        [sys.executable, "-m", "cover_id", "identify", str(photo), "--index", str(twins_world["root"] / "idx")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "ACCEPT" in text and "also seen: Card 4 (card-4), accept" in text

@@ -142,6 +142,11 @@ def _print(console: "Console", r: dict[str, Any]) -> None:
                 f"      or {escape(a['name'])} ({escape(a['id'])}): geom {a['geom_score']:.2f}, cos {a['cosine']:.2f}",
                 highlight=False,
             )
+        for s in e.get("also_seen") or []:  # other covers in the photo (--multi reports each in full)
+            console.print(
+                f"      also seen: {escape(s['name'])} ({escape(s['id'])}), {s['decision']}, geom {s['geom_score']:.2f}",
+                highlight=False,
+            )
 
 
 @app.command()
