@@ -75,9 +75,10 @@ def card_figures(failures: bool) -> dict:
     closed = [r for r in rows if r[0].startswith("present")]
     opened = [r for r in rows if r[0].startswith("absent")]
     twin = sum(
-        1 for _, key, d, got, _ in rows
+        1
+        for _, key, d, got, _ in rows
         if d == "accept" and got not in (None, key) and base_of.get(key, key) == base_of.get(got, got)
-    )  # fmt: skip
+    )
     if failures:
         for group, key, d, got, reason in rows:
             wrong = d != "accept" or got != key if group.startswith("present") else d == "accept"
@@ -153,12 +154,16 @@ def main() -> None:
             f"{f['review']} | {f['reject']} | {f['false_accept']} | {f['open_not_accepted']:.1%} |"
         )
     if "cards (generated)" in table:
-        print(f"cards: {table['cards (generated)']['variant_confusions']} accepted as a variant twin "
-              "(open set = absent cards and absent variants)")  # fmt: skip
+        print(
+            f"cards: {table['cards (generated)']['variant_confusions']} accepted as a variant twin "
+            "(open set = absent cards and absent variants)"
+        )
     if "editions (generated)" in table:
         e = table["editions (generated)"]
-        print(f"editions: open set = {e['open_photos']} photos of other editions; {e['open_accept']} accepted, "
-              f"{e['open_review_naming_original']} sent to review naming the original")  # fmt: skip
+        print(
+            f"editions: open set = {e['open_photos']} photos of other editions; {e['open_accept']} accepted, "
+            f"{e['open_review_naming_original']} sent to review naming the original"
+        )
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"figures": table, "photos": all_rows}, f, indent=1)
@@ -166,8 +171,14 @@ def main() -> None:
 
 def _brief(r: dict) -> dict:
     m = r.get("match") or {}
-    return {"decision": r["decision"], "id": m.get("id"), "geom": r["geom_score"], "inl": r["inliers"],
-            "cos": r["cosine"], "via": r["strategy"]}  # fmt: skip
+    return {
+        "decision": r["decision"],
+        "id": m.get("id"),
+        "geom": r["geom_score"],
+        "inl": r["inliers"],
+        "cos": r["cosine"],
+        "via": r["strategy"],
+    }
 
 
 if __name__ == "__main__":

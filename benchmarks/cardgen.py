@@ -133,8 +133,16 @@ def render(card: Card, art_dir: Path) -> np.ndarray:
     cv2.putText(img, "[Dragon / Effect]", (30, 440), FONT, 0.45, (10, 10, 10), 1, cv2.LINE_AA)
     for j, line in enumerate(_wrap(RULES[card.rules], 52)[:5]):
         cv2.putText(img, line, (30, 462 + 16 * j), FONT, 0.38, (10, 10, 10), 1, cv2.LINE_AA)
-    cv2.putText(img, f"ATK/{card.attack}  DEF/{card.attack - 600}", (CARD_W - 210, 558), FONT, 0.45, (10, 10, 10), 1,
-                cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        img,
+        f"ATK/{card.attack}  DEF/{card.attack - 600}",
+        (CARD_W - 210, 558),
+        FONT,
+        0.45,
+        (10, 10, 10),
+        1,
+        cv2.LINE_AA,
+    )
     stamp = RARITY_COLORS[card.rarity]
     cv2.rectangle(img, (CARD_W - 40, CARD_H - 36), (CARD_W - 18, CARD_H - 16), stamp, -1)  # rarity stamp
     return img
@@ -190,8 +198,13 @@ def _playmat(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img = np.clip(base[None, None] * (0.6 + 0.8 * tex[..., None]), 0, 255).astype(np.uint8)
     for _ in range(3):  # printed playmat zones
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(80, 300)), y + int(rng.integers(80, 300))),
-                      tuple(int(c) for c in rng.integers(60, 200, 3)), 2)  # fmt: skip
+        cv2.rectangle(
+            img,
+            (x, y),
+            (x + int(rng.integers(80, 300)), y + int(rng.integers(80, 300))),
+            tuple(int(c) for c in rng.integers(60, 200, 3)),
+            2,
+        )
     return img
 
 
@@ -224,8 +237,17 @@ def photograph(face: np.ndarray, seed: int, size: tuple[int, int] = (1280, 960))
         corner = dst[int(rng.choice([2, 3]))]
         for k in range(3):
             c = (int(corner[0] + rng.uniform(-60, 60)), int(corner[1] - 30 * k + rng.uniform(-20, 20)))
-            cv2.ellipse(img, c, (int(rng.uniform(80, 120)), 36), float(rng.uniform(0, 180)), 0, 360,
-                        (120, 150, 205), -1, cv2.LINE_AA)  # fmt: skip
+            cv2.ellipse(
+                img,
+                c,
+                (int(rng.uniform(80, 120)), 36),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                (120, 150, 205),
+                -1,
+                cv2.LINE_AA,
+            )
     ys, xs = np.ogrid[0:h, 0:w]  # glare
     gx, gy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.2, 0.8) * h
     sx, sy = rng.uniform(0.04, 0.1) * w, rng.uniform(0.04, 0.12) * h

@@ -25,8 +25,9 @@ from cardgen import make_set, photograph, render
 from common import CACHE, DVD, cli, cli_identify
 
 
-def measure(present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed: int = 0, rebuild: bool = False
-            ) -> tuple[list[tuple[str, str, str, str | None, str | None]], dict[str, str], float]:  # fmt: skip
+def measure(
+    present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed: int = 0, rebuild: bool = False
+) -> tuple[list[tuple[str, str, str, str | None, str | None]], dict[str, str], float]:
     """Generate (once) the set and its photos, index it and identify every photo through the CLI.
 
     Returns (rows of (group, card key, decision, matched key, reason), variant key -> its base key, seconds).
@@ -35,8 +36,9 @@ def measure(present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed
     work = CACHE / f"cards_{present_n}_{absent_n}_{variants_n}_{seed}"
     if rebuild and work.exists():
         shutil.rmtree(work)
-    present, absent, pvar, avar = make_set(sorted(p.name for p in art_dir.iterdir()), present_n, absent_n,
-                                           variants_n, seed)  # fmt: skip
+    present, absent, pvar, avar = make_set(
+        sorted(p.name for p in art_dir.iterdir()), present_n, absent_n, variants_n, seed
+    )
     refs, photos = work / "refs", work / "photos"
     groups = {"present": present, "present_variant": pvar, "absent": absent, "absent_variant": avar}
     if not refs.exists():
@@ -72,9 +74,11 @@ def main() -> None:
     rows, base_of, secs = measure(args.present, args.absent, args.variants, args.seed, args.rebuild)
     groups = ("present", "present_variant", "absent", "absent_variant")
     count = {g: sum(1 for r in rows if r[0] == g) for g in groups}
-    print(f"cards: {count['present']} present + {count['present_variant']} present variants indexed; "
-          f"{count['absent']} absent, {count['absent_variant']} absent variants; "
-          f"{len(rows)} photos ({secs:.0f} s)")  # fmt: skip
+    print(
+        f"cards: {count['present']} present + {count['present_variant']} present variants indexed; "
+        f"{count['absent']} absent, {count['absent_variant']} absent variants; "
+        f"{len(rows)} photos ({secs:.0f} s)"
+    )
     print("| photos of | n | accepted-correct | review | reject | false accepts | accepted as its variant twin |")
     print("|---|---|---|---|---|---|---|")
     for group in groups:
@@ -84,9 +88,10 @@ def main() -> None:
         correct = sum(1 for _, key, d, got in g if d == "accept" and got == key) if in_collection else 0
         false = sum(1 for _, key, d, got in g if d == "accept" and got != key)
         twins = sum(
-            1 for _, key, d, got in g
+            1
+            for _, key, d, got in g
             if d == "accept" and got != key and got is not None and base_of.get(key, key) == base_of.get(got, got)
-        )  # fmt: skip
+        )
         review = sum(1 for r in g if r[2] == "review")
         reject = sum(1 for r in g if r[2] == "reject")
         acc = f"{correct / n:.1%}" if in_collection else "-"

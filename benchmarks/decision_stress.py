@@ -135,9 +135,11 @@ def main() -> None:
         if kind != "ALL":
             total.update(c)
         n = max(1, c["n"])
-        print(f"  {kind:9s} n={c['n']:4d}  closed: top-1 {c['top1'] / n:6.1%}, accepted-and-correct "
-              f"{c['accepted_correct'] / n:6.1%}, false accepts {c['false_accept_closed']}  |  open: not accepted "
-              f"{1 - c['open_accepted'] / n:6.1%} ({c['open_accepted']} accepted)")  # fmt: skip
+        print(
+            f"  {kind:9s} n={c['n']:4d}  closed: top-1 {c['top1'] / n:6.1%}, accepted-and-correct "
+            f"{c['accepted_correct'] / n:6.1%}, false accepts {c['false_accept_closed']}  |  open: not accepted "
+            f"{1 - c['open_accepted'] / n:6.1%} ({c['open_accepted']} accepted)"
+        )
     print("distributions (p1 / p5 / p50 / p95 / p99): correct best match vs best wrong match (open set, sane only)")
     for f in FEATURES:
         for name, vals in (("correct", correct[f]), ("best-wrong", wrong[f])):
@@ -147,10 +149,12 @@ def main() -> None:
     for kind, ti, o, best in open_accepts:
         j = store.index_of(o["match"]["id"])
         twin = geom.match(store.features[ti], store.features[j]) if j is not None else None
-        print(f"  open-set accept [{kind}] {store.records[ti]['filename']} -> {o['match']['filename']}: score "
-              f"{o['geom_score']:.2f}, inliers {o['inliers']}, cells {best.cells if best else '?'}, explained "
-              f"{best.detail.get('explained', 0) if best else 0:.2f}; reference vs reference score "
-              f"{twin.score if twin else 0:.2f} ({'same artwork' if twin and twin.score >= 0.3 else 'different'})")  # fmt: skip
+        print(
+            f"  open-set accept [{kind}] {store.records[ti]['filename']} -> {o['match']['filename']}: score "
+            f"{o['geom_score']:.2f}, inliers {o['inliers']}, cells {best.cells if best else '?'}, explained "
+            f"{best.detail.get('explained', 0) if best else 0:.2f}; reference vs reference score "
+            f"{twin.score if twin else 0:.2f} ({'same artwork' if twin and twin.score >= 0.3 else 'different'})"
+        )
 
 
 if __name__ == "__main__":

@@ -108,8 +108,10 @@ def main() -> None:
         with Server(work / "idx", args.workers) as srv:
             r = srv.post(data)
             answer = r.json().get("detail") or r.json().get("decision")
-            print(f"{name:44s} {len(data) / 1e3:7.0f}K {r.status_code:4d} {srv.ms:7.0f} {srv.peak():7.0f} MB "
-                  f"{srv.idle:4.0f} MB  {str(answer)[:60]}")  # fmt: skip
+            print(
+                f"{name:44s} {len(data) / 1e3:7.0f}K {r.status_code:4d} {srv.ms:7.0f} {srv.peak():7.0f} MB "
+                f"{srv.idle:4.0f} MB  {str(answer)[:60]}"
+            )
     big = [(n, d) for n, d in cases if re.search(r"\((4[89]|25|120) MP\)", n)]
     if big:
         with Server(work / "idx", args.workers) as srv:
@@ -117,8 +119,10 @@ def main() -> None:
             t = time.perf_counter()
             with ThreadPoolExecutor(len(batch)) as pool:
                 codes = list(pool.map(lambda nd: srv.post(nd[1]).status_code, batch))
-            print(f"{len(batch)} big uploads at once ({args.workers} workers): HTTP {sorted(set(codes))}, "
-                  f"{time.perf_counter() - t:.1f} s, peak RSS {srv.peak():.0f} MB (idle {srv.idle:.0f} MB)")  # fmt: skip
+            print(
+                f"{len(batch)} big uploads at once ({args.workers} workers): HTTP {sorted(set(codes))}, "
+                f"{time.perf_counter() - t:.1f} s, peak RSS {srv.peak():.0f} MB (idle {srv.idle:.0f} MB)"
+            )
 
 
 class Server:
@@ -131,10 +135,26 @@ class Server:
         import httpx
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cover_id", "serve", "--index", str(self.index), "--port", "0",
-             "--workers", str(self.workers), "--threads", "1", "--log-level", "warning"],
-            stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "cover_id",
+                "serve",
+                "--index",
+                str(self.index),
+                "--port",
+                "0",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         line = ""
         while "http://" not in line:
             line = self.proc.stderr.readline()

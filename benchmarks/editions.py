@@ -81,8 +81,10 @@ def measure(count: int = 50, seed: int = 0) -> tuple[list[tuple[str, str, str, s
             jobs.append((kind, f"references/{ref.name}", photo))
     t0 = time.perf_counter()
     results = cli_identify([p for _, _, p in jobs], index)
-    rows = [(kind, orig, r["decision"], (r.get("match") or {}).get("filename"), r.get("reason"))
-            for (kind, orig, _), r in zip(jobs, results)]  # fmt: skip
+    rows = [
+        (kind, orig, r["decision"], (r.get("match") or {}).get("filename"), r.get("reason"))
+        for (kind, orig, _), r in zip(jobs, results)
+    ]
     return rows, time.perf_counter() - t0
 
 

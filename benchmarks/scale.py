@@ -28,8 +28,30 @@ from pathlib import Path
 from common import CACHE, DVD, percentile, require_data, truth
 
 SCALE = CACHE / "scale"
-WORDS = ("THE", "NIGHT", "RETURN", "OF", "LOST", "CITY", "DARK", "GOLD", "EDITION", "SPECIAL", "COLLECTOR",
-         "STORM", "RIVER", "HOUSE", "LEGEND", "WINTER", "PROMISE", "SECRET", "ROAD", "BLUE", "FIRE", "DVD")  # fmt: skip
+WORDS = (
+    "THE",
+    "NIGHT",
+    "RETURN",
+    "OF",
+    "LOST",
+    "CITY",
+    "DARK",
+    "GOLD",
+    "EDITION",
+    "SPECIAL",
+    "COLLECTOR",
+    "STORM",
+    "RIVER",
+    "HOUSE",
+    "LEGEND",
+    "WINTER",
+    "PROMISE",
+    "SECRET",
+    "ROAD",
+    "BLUE",
+    "FIRE",
+    "DVD",
+)
 
 
 def make_distractor(k: int, sources: list[Path], out: Path) -> None:
@@ -273,11 +295,13 @@ def synthetic(n: int, source: Path, threads: int) -> None:
     if out.returncode:
         sys.exit(out.stderr[-3000:])
     m = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
-          f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
-          f"after open "
-          f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
-          f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)")  # fmt: skip
+    print(
+        f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
+        f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
+        f"after open "
+        f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
+        f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)"
+    )
     print(json.dumps({"synthetic": n, "kind": kind, **m}), flush=True)
 
 
@@ -303,26 +327,35 @@ def main() -> None:
         if args.rebuild or not (index / "manifest.json").is_file():
             shutil.rmtree(index, ignore_errors=True)
             t = time.perf_counter()
-            rep = build_index(index, refs=refs, settings={"encoder": "local", "threads": args.threads},
-                              show_progress=True, workers=args.workers)  # fmt: skip
+            rep = build_index(
+                index,
+                refs=refs,
+                settings={"encoder": "local", "threads": args.threads},
+                show_progress=True,
+                workers=args.workers,
+            )
             build_s = time.perf_counter() - t
             print(f"[{n}] built {rep.indexed} references in {build_s:.0f}s ({rep.indexed / build_s:.1f} refs/s)")
         m = measure(index, args.photos, args.threads)
         w = writes(index, refs, args.threads)
         st = {k: (percentile(v, 50), percentile(v, 95)) for k, v in m["stages"].items()}
         size = ref_count(index)
-        print(f"[{n}] references {size}, disk {disk_mb(index):.0f} MiB, open {m['open_s']:.2f}s, "
-              f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, "
-              f"peak while identifying {m['rss_peak']:.0f} MiB")  # fmt: skip
+        print(
+            f"[{n}] references {size}, disk {disk_mb(index):.0f} MiB, open {m['open_s']:.2f}s, "
+            f"RSS after import {m['rss_import']:.0f} MiB, after open {m['rss_open']:.0f} MiB, "
+            f"peak while identifying {m['rss_peak']:.0f} MiB"
+        )
         print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
         print(
             f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, "
             f"false accepts {m['false_accepts']}"
         )
         runs = ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items())
-        print(f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
-              f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); "
-              f"`cover-id index` re-run with one {runs}")  # fmt: skip
+        print(
+            f"[{n}] add p50 {percentile(w['add_ms'], 50):.0f} ms (max {max(w['add_ms']):.0f}), delete p50 "
+            f"{percentile(w['delete_ms'], 50):.0f} ms (max {max(w['delete_ms']):.0f}); "
+            f"`cover-id index` re-run with one {runs}"
+        )
         last = index
         figures = {k: v for k, v in m.items() if k != "stages"}
         stages = {k: list(v) for k, v in st.items()}

@@ -85,10 +85,26 @@ def main() -> None:
             index, photos = synthetic_workload(work)
             kind = "synthetic scenes (960x720)"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cover_id", "serve", "--index", str(index), "--port", "0",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"],
-            stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "cover_id",
+                "serve",
+                "--index",
+                str(index),
+                "--port",
+                "0",
+                "--workers",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "--log-level",
+                "warning",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         try:
             line = ""
             while "http://" not in line:

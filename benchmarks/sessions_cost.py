@@ -25,8 +25,12 @@ def main() -> None:
         sid = store.create("bench")["id"]
         times = []
         for n, data in enumerate(datas):
-            r = {"input": f"p{n}.jpg", "decision": "accept", "geom_score": 0.7,
-                 "match": {"id": f"ref-{n}", "name": f"Ref {n}", "filename": f"ref_{n}.jpg", "price": 2.5}}  # fmt: skip
+            r = {
+                "input": f"p{n}.jpg",
+                "decision": "accept",
+                "geom_score": 0.7,
+                "match": {"id": f"ref-{n}", "name": f"Ref {n}", "filename": f"ref_{n}.jpg", "price": 2.5},
+            }
             t = time.perf_counter()
             store.add_result(sid, r, data)
             times.append((time.perf_counter() - t) * 1000)
@@ -40,8 +44,10 @@ def main() -> None:
         store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL folded into the file
         size = (Path(tmp) / "idx.sessions.sqlite").stat().st_size
         print(f"{len(datas)} phone photos ({mb_photo:.2f} MB each on average, {photos[0].parent})")
-        print(f"add a new item (decode, thumbnail, kept photo, write): median {statistics.median(times):.1f} ms, "
-              f"max {max(times):.1f} ms")  # fmt: skip
+        print(
+            f"add a new item (decode, thumbnail, kept photo, write): median {statistics.median(times):.1f} ms, "
+            f"max {max(times):.1f} ms"
+        )
         print(f"add a known item again (count + 1): median {statistics.median(again):.2f} ms")
         print(f"database: {size / 1e6 / len(datas):.3f} MB per distinct item (thumbnail + photo at most 1280 px)")
         # a large session: 5,000 distinct items without photos
@@ -55,8 +61,10 @@ def main() -> None:
         t = time.perf_counter()
         rows = export_rows(s)
         exp = (time.perf_counter() - t) * 1000
-        print(f"a 5,000-item session: read with prices and total {read:.0f} ms, export rows {exp:.0f} ms "
-              f"({len(rows)} rows, total {s['total']['by_currency']})")  # fmt: skip
+        print(
+            f"a 5,000-item session: read with prices and total {read:.0f} ms, export rows {exp:.0f} ms "
+            f"({len(rows)} rows, total {s['total']['by_currency']})"
+        )
         store.close()
 
 

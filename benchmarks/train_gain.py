@@ -109,9 +109,11 @@ def main() -> None:
     print(
         f"dvd-covers: {before['n']} photos, index of {rep.indexed} covers (100 references + distractors), encoder 'local'"
     )
-    print(f"head: {result.projection.in_dim}->{result.projection.out_dim}, {result.epochs_done} epochs, "
-          f"{args.views} views/reference, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-          f"kept epoch {result.kept_epoch} (0 = encoder unchanged)")  # fmt: skip
+    print(
+        f"head: {result.projection.in_dim}->{result.projection.out_dim}, {result.epochs_done} epochs, "
+        f"{args.views} views/reference, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+        f"kept epoch {result.kept_epoch} (0 = encoder unchanged)"
+    )
     print("held-out synthetic views (cosine margin, embedding top-1):")
     row("median margin", result.before["median"], result.after["median"], pct=False)
     row("top-1", result.before["top1"], result.after["top1"])
@@ -123,8 +125,10 @@ def main() -> None:
     row("full-pipeline top-1", before["top1"], after["top1"])
     row("full-pipeline accepted & correct", before["accepted_correct"], after["accepted_correct"])
     row("median geometric margin", before["geom_margin"]["median"], after["geom_margin"]["median"], pct=False)
-    print(f"time: index {t_index:.0f}s, photos {before['seconds_per_photo']:.2f}s each ({t_eval:.0f}s), "
-          f"views + training {t_train:.0f}s (views {result.projection.meta.get('bank_seconds')}s)")  # fmt: skip
+    print(
+        f"time: index {t_index:.0f}s, photos {before['seconds_per_photo']:.2f}s each ({t_eval:.0f}s), "
+        f"views + training {t_train:.0f}s (views {result.projection.meta.get('bank_seconds')}s)"
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,20 @@ CREATE TABLE IF NOT EXISTS feedback (
     input TEXT, photo BLOB NOT NULL);
 """
 ACTIONS = ("confirm", "correct", "absent")
-EXPORT_COLUMNS = ["item", "count", "name", "ref_id", "decision", "price", "currency", "first_seen", "last_seen",
-                  "input", "corrected_from", "confirmed"]  # fmt: skip
+EXPORT_COLUMNS = [
+    "item",
+    "count",
+    "name",
+    "ref_id",
+    "decision",
+    "price",
+    "currency",
+    "first_seen",
+    "last_seen",
+    "input",
+    "corrected_from",
+    "confirmed",
+]
 
 
 class SessionNotFound(CoverIdError):
@@ -197,8 +209,13 @@ class SessionStore:
 
     @staticmethod
     def _session_out(row: sqlite3.Row, **extra: Any) -> dict[str, Any]:
-        return {"id": row["id"], "name": row["name"], "created": _iso(row["created"]),
-                "updated": _iso(row["updated"]), **extra}  # fmt: skip
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "created": _iso(row["created"]),
+            "updated": _iso(row["updated"]),
+            **extra,
+        }
 
     def get(self, sid: str) -> dict[str, Any]:
         """A session with its items (newest first); prices are added by the caller (:func:`with_prices`)."""
@@ -213,12 +230,21 @@ class SessionStore:
     @staticmethod
     def _item_out(r: sqlite3.Row) -> dict[str, Any]:
         return {
-            "id": r["id"], "ref_id": r["ref_id"], "name": r["name"], "record": json.loads(r["record"]),
-            "count": r["count"], "first_seen": _iso(r["first_seen"]), "last_seen": _iso(r["last_seen"]),
-            "decision": r["decision"], "input": r["input"], "geom_score": r["geom_score"],
-            "has_thumb": r["thumb"] is not None, "has_photo": r["photo"] is not None,
-            "correction": json.loads(r["correction"]) if r["correction"] else None, "confirmed": bool(r["confirmed"]),
-        }  # fmt: skip
+            "id": r["id"],
+            "ref_id": r["ref_id"],
+            "name": r["name"],
+            "record": json.loads(r["record"]),
+            "count": r["count"],
+            "first_seen": _iso(r["first_seen"]),
+            "last_seen": _iso(r["last_seen"]),
+            "decision": r["decision"],
+            "input": r["input"],
+            "geom_score": r["geom_score"],
+            "has_thumb": r["thumb"] is not None,
+            "has_photo": r["photo"] is not None,
+            "correction": json.loads(r["correction"]) if r["correction"] else None,
+            "confirmed": bool(r["confirmed"]),
+        }
 
     def delete(self, sid: str) -> None:
         self._require(sid)
@@ -254,9 +280,20 @@ class SessionStore:
                 cur = db.execute(
                     "INSERT INTO items (session_id, ref_id, name, record, count, first_seen, last_seen, decision, "
                     "input, geom_score, thumb, photo) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-                    (sid, ref_id, name, json.dumps(record, ensure_ascii=False, default=str), now, now,
-                     result["decision"], str(result.get("input") or ""), result.get("geom_score"), thumb, kept),
-                )  # fmt: skip
+                    (
+                        sid,
+                        ref_id,
+                        name,
+                        json.dumps(record, ensure_ascii=False, default=str),
+                        now,
+                        now,
+                        result["decision"],
+                        str(result.get("input") or ""),
+                        result.get("geom_score"),
+                        thumb,
+                        kept,
+                    ),
+                )
                 item_id = int(cur.lastrowid or 0)
             db.execute("INSERT INTO scans (session_id, item_id, at) VALUES (?, ?, ?)", (sid, item_id, now))
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, sid))
@@ -329,9 +366,14 @@ class SessionStore:
                 rec = _plain_record(record or {})
                 db.execute(
                     "UPDATE items SET ref_id = ?, name = ?, record = ?, correction = ?, confirmed = 1 WHERE id = ?",
-                    (rec.get("id"), str(rec.get("name") or "not in my collection"),
-                     json.dumps(rec, ensure_ascii=False, default=str), json.dumps(fix), item_id),
-                )  # fmt: skip
+                    (
+                        rec.get("id"),
+                        str(rec.get("name") or "not in my collection"),
+                        json.dumps(rec, ensure_ascii=False, default=str),
+                        json.dumps(fix),
+                        item_id,
+                    ),
+                )
         return self.item(sid, item_id)
 
     # ---- feedback (labelled examples) ---------------------------------------------------------------
@@ -355,8 +397,14 @@ class SessionStore:
                 (time.time(), action, truth, predicted, decision, session_id, item_id, input_name, photo),
             )
             fid = int(cur.lastrowid or 0)
-        return {"id": fid, "action": action, "truth": truth or None, "predicted": predicted,
-                "session": session_id, "item": item_id}  # fmt: skip
+        return {
+            "id": fid,
+            "action": action,
+            "truth": truth or None,
+            "predicted": predicted,
+            "session": session_id,
+            "item": item_id,
+        }
 
     def feedback_count(self) -> int:
         with self._lock:
@@ -403,10 +451,20 @@ def export_rows(session: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for it in sorted(session["items"], key=lambda i: (i["first_seen"] or "", i["id"])):
         price = it.get("price") or {}
-        rows.append({
-            "item": it["id"], "count": it["count"], "name": it["name"], "ref_id": it["ref_id"] or "",
-            "decision": it["decision"], "price": price.get("value", ""), "currency": price.get("currency") or "",
-            "first_seen": it["first_seen"], "last_seen": it["last_seen"], "input": it["input"] or "",
-            "corrected_from": (it["correction"] or {}).get("from") or "", "confirmed": int(it["confirmed"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "item": it["id"],
+                "count": it["count"],
+                "name": it["name"],
+                "ref_id": it["ref_id"] or "",
+                "decision": it["decision"],
+                "price": price.get("value", ""),
+                "currency": price.get("currency") or "",
+                "first_seen": it["first_seen"],
+                "last_seen": it["last_seen"],
+                "input": it["input"] or "",
+                "corrected_from": (it["correction"] or {}).get("from") or "",
+                "confirmed": int(it["confirmed"]),
+            }
+        )
     return rows

@@ -91,8 +91,17 @@ def jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
 
 def tiff_declaring(width: int, height: int) -> bytes:
     """A minimal grey TIFF header that claims ``width`` x ``height`` and holds 8 bytes of pixels."""
-    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-            (273, 4, 8 + 2 + 12 * 9 + 4), (277, 3, 1), (278, 4, height), (279, 4, 8)]  # fmt: skip
+    tags = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8 + 2 + 12 * 9 + 4),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, 8),
+    ]
     ifd = (
         struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, typ, 1, v) for t, typ, v in tags) + b"\0\0\0\0"
     )
@@ -146,8 +155,10 @@ def corpus(seed: int = 2024) -> list[Case]:
     # Truncations at many offsets, and bytes overwritten in the middle.
     for ext, data in bases.items():
         n = len(data)
-        offsets = sorted({1, 2, 3, 4, 6, 8, 11, 16, 24, 33, 50, 64, 100, 128, n // 2, n - 1, n - 2, n - 12}
-                         | {int(x) for x in np.linspace(5, n - 3, 24)})  # fmt: skip
+        offsets = sorted(
+            {1, 2, 3, 4, 6, 8, 11, 16, 24, 33, 50, 64, 100, 128, n // 2, n - 1, n - 2, n - 12}
+            | {int(x) for x in np.linspace(5, n - 3, 24)}
+        )
         for off in [o for o in offsets if 0 < o < n][:40]:
             add(f"trunc_{ext}_{off}.{ext}", data[:off], "truncated", "either")
         for i in range(10):
@@ -167,9 +178,13 @@ def corpus(seed: int = 2024) -> list[Case]:
             "error",
         )
     magics = {
-        "jpg": b"\xff\xd8\xff\xe0", "png": b"\x89PNG\r\n\x1a\n", "webp": b"RIFF\x10\x00\x00\x00WEBPVP8 ",
-        "bmp": b"BM", "tif": b"II*\x00", "heic": b"\x00\x00\x00\x18ftypheic",
-    }  # fmt: skip
+        "jpg": b"\xff\xd8\xff\xe0",
+        "png": b"\x89PNG\r\n\x1a\n",
+        "webp": b"RIFF\x10\x00\x00\x00WEBPVP8 ",
+        "bmp": b"BM",
+        "tif": b"II*\x00",
+        "heic": b"\x00\x00\x00\x18ftypheic",
+    }
     for ext, magic in magics.items():
         for i in range(10):
             size = int(rng.choice([0, 4, 20, 200, 2000]))
@@ -182,15 +197,27 @@ def corpus(seed: int = 2024) -> list[Case]:
 
     # Other formats, renamed as images.
     renamed = {
-        "gif": encode(img, "GIF"), "ppm": encode(img, "PPM"), "pgm": encode(img.convert("L"), "PPM"),
-        "ico": _try(lambda: encode(img, "ICO")), "tga": _try(lambda: encode(img, "TGA")), "pcx": _try(lambda: encode(img, "PCX")),
-        "p6": b"P6\n", "pdf": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "zip": b"PK\x03\x04" + b"\0" * 40,
-        "gz": zlib.compress(b"hello") and b"\x1f\x8b\x08\x00" + b"\0" * 20, "elf": b"\x7fELF\x02\x01\x01" + b"\0" * 60,
-        "html": b"<!doctype html><html><body>not an image</body></html>", "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>',
-        "json": b'{"image": "no"}', "text": "ceci n'est pas une image \u00e9".encode(), "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n",
-        "utf16": "\ufeffhello".encode("utf-16"), "nul": b"\0" * 64, "ff": b"\xff" * 64,
+        "gif": encode(img, "GIF"),
+        "ppm": encode(img, "PPM"),
+        "pgm": encode(img.convert("L"), "PPM"),
+        "ico": _try(lambda: encode(img, "ICO")),
+        "tga": _try(lambda: encode(img, "TGA")),
+        "pcx": _try(lambda: encode(img, "PCX")),
+        "p6": b"P6\n",
+        "pdf": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        "zip": b"PK\x03\x04" + b"\0" * 40,
+        "gz": zlib.compress(b"hello") and b"\x1f\x8b\x08\x00" + b"\0" * 20,
+        "elf": b"\x7fELF\x02\x01\x01" + b"\0" * 60,
+        "html": b"<!doctype html><html><body>not an image</body></html>",
+        "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+        "json": b'{"image": "no"}',
+        "text": "ceci n'est pas une image \u00e9".encode(),
+        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n",
+        "utf16": "\ufeffhello".encode("utf-16"),
+        "nul": b"\0" * 64,
+        "ff": b"\xff" * 64,
         "xcf": b"gimp xcf file\0" + b"\0" * 30,
-    }  # fmt: skip
+    }
     for i, (what, data) in enumerate(renamed.items()):
         add(f"renamed_{what}{exts[i % 5]}", data, "renamed", "error")
 
@@ -256,11 +283,32 @@ def corpus(seed: int = 2024) -> list[Case]:
 
     # Odd names (valid JPEG content): what users and other programs name files.
     names = [
-        "café.jpg", "封面 表紙.jpg", "\U0001f4c0 disc.jpg", "\u202eexe.jpg", "e\u0301te\u0301.jpg", " lead.jpg", "trail .jpg",
-        "-dash.jpg", "--double-dash.jpg", "quote'\"s.jpg", "new\nline.jpg", "tab\tx.jpg", "[bold red]x.jpg", "%s%n%x.jpg",
-        "semi;colon&amp.jpg", "back\\slash.jpg", "UPPER.JPG", "no_extension", "double.png.jpg", "jpeg_named.png",
-        "x" * 200 + ".jpg", "{curly} $(dollar).jpg", "*star?.jpg", "#hash.jpg", "nul\u0001ctl.jpg",
-    ]  # fmt: skip
+        "café.jpg",
+        "封面 表紙.jpg",
+        "\U0001f4c0 disc.jpg",
+        "\u202eexe.jpg",
+        "e\u0301te\u0301.jpg",
+        " lead.jpg",
+        "trail .jpg",
+        "-dash.jpg",
+        "--double-dash.jpg",
+        "quote'\"s.jpg",
+        "new\nline.jpg",
+        "tab\tx.jpg",
+        "[bold red]x.jpg",
+        "%s%n%x.jpg",
+        "semi;colon&amp.jpg",
+        "back\\slash.jpg",
+        "UPPER.JPG",
+        "no_extension",
+        "double.png.jpg",
+        "jpeg_named.png",
+        "x" * 200 + ".jpg",
+        "{curly} $(dollar).jpg",
+        "*star?.jpg",
+        "#hash.jpg",
+        "nul\u0001ctl.jpg",
+    ]
     if os.name == "posix":
         names += [os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"\xff\xfe bytes.jpg")]
     for name in names:
@@ -285,12 +333,16 @@ def _modes(img: Image.Image) -> dict[str, bytes]:
         "mode_L.png": encode(img.convert("L"), "PNG"),
         "mode_LA.png": encode(img.convert("LA"), "PNG"),
         "mode_P.png": encode(img.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
-        "mode_P_transparent.png": _try(lambda: encode(img.convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0)),
+        "mode_P_transparent.png": _try(
+            lambda: encode(img.convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0)
+        ),
         "mode_RGBA.png": encode(img.convert("RGBA"), "PNG"),
         "mode_RGBA_clear.png": encode(Image.new("RGBA", (40, 30), (0, 0, 0, 0)), "PNG"),
         "mode_I16.png": encode(Image.fromarray((g * 257).astype(np.uint16)), "PNG"),
         "mode_RGB48.png": cv2.imencode(".png", (np.asarray(img)[:, :, ::-1].astype(np.uint16) * 257))[1].tobytes(),
-        "mode_RGBA64.png": cv2.imencode(".png", np.dstack([np.asarray(img).astype(np.uint16) * 257, np.full(g.shape, 40000, np.uint16)]))[1].tobytes(),
+        "mode_RGBA64.png": cv2.imencode(
+            ".png", np.dstack([np.asarray(img).astype(np.uint16) * 257, np.full(g.shape, 40000, np.uint16)])
+        )[1].tobytes(),
         "mode_interlaced.png": _try(lambda: cv2.imencode(".png", np.asarray(img))[1].tobytes()),
         "mode_apng.png": _try(lambda: encode(img, "PNG", save_all=True, append_images=[img.rotate(90)])),
         "mode_F_nan.tif": encode(Image.fromarray(np.where(g > 128, np.nan, g).astype(np.float32)), "TIFF"),
@@ -318,5 +370,5 @@ def _modes(img: Image.Image) -> dict[str, bytes]:
         "mode_lossless_RGBA.webp": _try(lambda: encode(img.convert("RGBA"), "WEBP", lossless=True)),
         "mode_animated.webp": _try(lambda: encode(img, "WEBP", save_all=True, append_images=[img.rotate(90)])),
         "mode_L.webp": _try(lambda: encode(img.convert("L"), "WEBP")),
-    }  # fmt: skip
+    }
     return {k: v for k, v in made.items() if v is not None}

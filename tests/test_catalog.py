@@ -57,12 +57,19 @@ def test_metadata_catalog_keeps_fields_and_resolves_paths(tmp_path: Path, monkey
     (elsewhere / "deep").mkdir(parents=True)
     (elsewhere / "deep" / "b.jpg").write_bytes(b"x")
     lines = [
-        {"id": 7, "name": "Abbey Road", "cover_id": "c7", "cover_url": "http://x/7.jpg",
-         "local_filename": "img/a.jpg", "artist": "The Beatles", "year": 1969},
+        {
+            "id": 7,
+            "name": "Abbey Road",
+            "cover_id": "c7",
+            "cover_url": "http://x/7.jpg",
+            "local_filename": "img/a.jpg",
+            "artist": "The Beatles",
+            "year": 1969,
+        },
         {"id": "b", "name": "B", "local_filename": str(elsewhere / "deep" / "b.jpg")},
         "not json",
         {"id": "c", "name": "C"},
-    ]  # fmt: skip
+    ]
     cat = tmp_path / "metadata.jsonl"
     cat.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     refs, skipped, root = load_metadata(cat)

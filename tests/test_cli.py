@@ -82,6 +82,8 @@ def test_config_file_and_env_reach_commands(covers: Path, tmp_path: Path) -> Non
     assert "nope-from-yaml" in out.stderr
     env_out = subprocess.run(
         [sys.executable, "-m", "cover_id", "index", "--refs", str(covers), "--out", str(tmp_path / "i")],
-        capture_output=True, text=True, env={**__import__("os").environ, "COVER_ID_ENCODER": "nope-from-env"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "COVER_ID_ENCODER": "nope-from-env"},
+    )
     assert "nope-from-env" in env_out.stderr

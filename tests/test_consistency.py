@@ -28,8 +28,9 @@ def _card(seed: int, stamp: tuple[int, int, int] = (40, 40, 40), code: str = "LO
 
 
 def _photo(face: np.ndarray, seed: int) -> np.ndarray:
-    scene, _ = place_in_scene(face, make_background(seed, (960, 720)), np.random.default_rng(seed),
-                              scale_range=(0.75, 0.85))  # fmt: skip
+    scene, _ = place_in_scene(
+        face, make_background(seed, (960, 720)), np.random.default_rng(seed), scale_range=(0.75, 0.85)
+    )
     return scene
 
 
@@ -45,8 +46,9 @@ def test_appearance_agrees_with_itself_and_not_with_a_new_title_block() -> None:
     assert same.agree >= 0.95 and same.worst_band >= 0.9
     edition = card.copy()
     edition[int(SIZE[1] * 0.6) :] = make_cover(99, (SIZE[0], SIZE[1] - int(SIZE[1] * 0.6)))
-    other = appearance.compare(cv2.warpPerspective(edition, _shift(40, 30), (400, 500)), _shift(40, 30),
-                               appearance.gray(card), box)  # fmt: skip
+    other = appearance.compare(
+        cv2.warpPerspective(edition, _shift(40, 30), (400, 500)), _shift(40, 30), appearance.gray(card), box
+    )
     assert other.worst_band <= 0.5 and other.agree < same.agree - 0.1
 
 

@@ -296,8 +296,12 @@ def test_server_add_refuses_bad_references_and_keeps_working(server: SimpleNames
 
 def test_no_absolute_server_path_in_any_response(server: SimpleNamespace, world: SimpleNamespace) -> None:
     client = server.client
-    added = client.post("/api/refs", files=upload("pathcheck.jpg", world.good[GOOD[1]].read_bytes()),
-                        data={"name": "path check"}, headers={"X-API-Key": KEY})  # fmt: skip
+    added = client.post(
+        "/api/refs",
+        files=upload("pathcheck.jpg", world.good[GOOD[1]].read_bytes()),
+        data={"name": "path check"},
+        headers={"X-API-Key": KEY},
+    )
     assert added.status_code == 201, added.text
     ref_id = added.json()["id"]
     bodies = [added.text]

@@ -141,10 +141,17 @@ def test_damaged_or_foreign_folders_are_clear_errors(tmp_path: Path) -> None:
 def test_metadata_catalog_fields_travel_with_the_index(tmp_path: Path) -> None:
     write_covers(tmp_path / "img", 3)
     lines = [
-        {"id": f"album-{i}", "name": f"Album {i}", "cover_id": str(i), "cover_url": "",
-         "local_filename": f"img/cover_{i:03d}.jpg", "artist": "Someone", "year": 1990 + i}
+        {
+            "id": f"album-{i}",
+            "name": f"Album {i}",
+            "cover_id": str(i),
+            "cover_url": "",
+            "local_filename": f"img/cover_{i:03d}.jpg",
+            "artist": "Someone",
+            "year": 1990 + i,
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
     build_index(tmp_path / "idx", metadata=tmp_path / "metadata.jsonl", settings=LOCAL, show_progress=False)
     store = IndexStore.open(tmp_path / "idx")
@@ -219,8 +226,11 @@ def test_projection_head_is_applied_and_checked(covers: Path, tmp_path: Path) ->
     store = IndexStore.open(out)
     assert store.dim == 32 and store.manifest["projection"]["fingerprint"] == head.fingerprint
     assert np.allclose(store.embeddings, head.apply(store.raw_embeddings), atol=1e-5)
-    wrong = Projection([rng.normal(size=(8, 512)).astype(np.float32)], [np.zeros(8, np.float32)],
-                       {"name": "clip", "params": {"model": "ViT-B-32", "pretrained": None}})  # fmt: skip
+    wrong = Projection(
+        [rng.normal(size=(8, 512)).astype(np.float32)],
+        [np.zeros(8, np.float32)],
+        {"name": "clip", "params": {"model": "ViT-B-32", "pretrained": None}},
+    )
     save_projection(wrong, tmp_path / "wrong.pt")
     with pytest.raises(CoverIdError, match="trained for encoder 'clip'"):
         build_index(out, refs=covers, settings=LOCAL, projection_path=tmp_path / "wrong.pt", show_progress=False)

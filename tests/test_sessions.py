@@ -22,8 +22,9 @@ from tests.test_serve import build_world, detail, jpeg, scene_jpeg, serve
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("sessions")
     w = build_world(root)
-    (root / "prices.json").write_text(json.dumps({"cover-002": {"value": 4.5, "currency": "EUR"},
-                                                  "cover-005": {"value": 10, "currency": "EUR"}}))  # fmt: skip
+    (root / "prices.json").write_text(
+        json.dumps({"cover-002": {"value": 4.5, "currency": "EUR"}, "cover-005": {"value": 10, "currency": "EUR"}})
+    )
     w["prices"] = root / "prices.json"
     return w
 
@@ -140,8 +141,11 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(
     out = tmp_path / "labels"
     zipfile.ZipFile(io.BytesIO(z.content)).extractall(out)
     rows = list(csv.DictReader(open(out / "truth.csv")))
-    assert [(r["reference"], r["action"]) for r in rows] == [("cover-002", "confirm"), ("cover-006", "correct"),
-                                                             ("", "absent")]  # fmt: skip
+    assert [(r["reference"], r["action"]) for r in rows] == [
+        ("cover-002", "confirm"),
+        ("cover-006", "correct"),
+        ("", "absent"),
+    ]
     assert all((out / r["photo"]).is_file() for r in rows)
 
     # `cover-id verify --queries truth.csv --calibrate` reads the export as it is (on a copy of the index)
@@ -152,10 +156,24 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(
     index = tmp_path / "idx"
     shutil.copytree(world["index"], index)
     res = subprocess.run(
-        [sys.executable, "-m", "cover_id", "verify", "--index", str(index), "--samples", "-1",
-         "--queries", str(out / "truth.csv"), "--calibrate", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cover_id",
+            "verify",
+            "--index",
+            str(index),
+            "--samples",
+            "-1",
+            "--queries",
+            str(out / "truth.csv"),
+            "--calibrate",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     ph = report["photos"]
@@ -187,8 +205,17 @@ def test_cli_identify_adds_batches_to_a_session(world: dict, tmp_path: Path) -> 
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(lines) == 4 and sum("error" in x for x in lines) == 1
     assert [x["match"]["price"] for x in lines if x.get("match", {}).get("id") == "cover-005"][0]["value"] == 10
-    again = [sys.executable, "-m", "cover_id", "identify", str(photos / "p0.jpg"), "--index", str(index), "--session",
-             "shelf 3"]  # fmt: skip
+    again = [
+        sys.executable,
+        "-m",
+        "cover_id",
+        "identify",
+        str(photos / "p0.jpg"),
+        "--index",
+        str(index),
+        "--session",
+        "shelf 3",
+    ]
     res2 = subprocess.run(again, capture_output=True, text=True, timeout=300)
     assert res2.returncode == 0 and "session 'shelf 3'" in res2.stdout
     store = SessionStore(sessions_path(index))

@@ -306,8 +306,10 @@ def _start_serve(index: Path) -> tuple[subprocess.Popen, str]:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "cover_id", "serve", "--index", str(index), "--port", "0", "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     line, deadline = "", time.monotonic() + 90
     while "http://" not in line and time.monotonic() < deadline:
         line = proc.stderr.readline()
@@ -332,8 +334,11 @@ def test_serve_killed_during_adds_and_deletes_loses_nothing_committed(covers: Pa
         with httpx.Client(base_url=url, timeout=30) as c:
             for k in range(1000):
                 try:
-                    r = c.post("/api/refs", files={"file": ("x.jpg", images[k % 6], "image/jpeg")},
-                               data={"name": f"Added {k}", "id": f"add-{k}"})  # fmt: skip
+                    r = c.post(
+                        "/api/refs",
+                        files={"file": ("x.jpg", images[k % 6], "image/jpeg")},
+                        data={"name": f"Added {k}", "id": f"add-{k}"},
+                    )
                     if r.status_code == 201:
                         acked[f"add-{k}"] = "added"
                     if k % 2 and c.delete(f"/api/refs/add-{k - 1}").status_code == 200:

@@ -178,8 +178,9 @@ def test_live_camera_adds_a_steady_item_once(browser, site: SimpleNamespace, tmp
     };
     """
     # a browser of its own: the fake camera's file is a launch flag
-    b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
-                                    args=[*ARGS, f"--use-file-for-fake-video-capture={video}"])  # fmt: skip
+    b = browser.browser_type.launch(
+        executable_path=CHROMIUM, headless=True, args=[*ARGS, f"--use-file-for-fake-video-capture={video}"]
+    )
     try:
         context = b.new_context(viewport={"width": 1000, "height": 800}, permissions=["camera"])
         page = context.new_page()
@@ -191,8 +192,9 @@ def test_live_camera_adds_a_steady_item_once(browser, site: SimpleNamespace, tmp
         page.click("#cam-start")
         page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20_000)
         page.check("#live")
-        page.wait_for_function("document.getElementById('tracking').textContent.includes('Film number 5')",
-                               timeout=60_000)  # fmt: skip
+        page.wait_for_function(
+            "document.getElementById('tracking').textContent.includes('Film number 5')", timeout=60_000
+        )
         page.wait_for_function("document.querySelectorAll('#session-items li').length === 1", timeout=20_000)
         deadline = time.monotonic() + 4  # a few more frames of the same cover
         n_frames = sum(u.endswith("/api/identify") for u in sent)

@@ -239,11 +239,19 @@ def _write_csv(csv_path: Path, rows: list[dict[str, Any]]) -> None:
             for r in rows:
                 for e in (r["covers"] if r.get("multi") else [r]) or [{}]:
                     m = e.get("match") or {}
-                    w.writerow({
-                        "input": r["input"], "decision": e.get("decision", r.get("decision")),
-                        "match_id": m.get("id"), "match_name": m.get("name"), "filename": m.get("filename"),
-                        "geom_score": e.get("geom_score"), "inliers": e.get("inliers"), "cosine": e.get("cosine"),
-                        "strategy": e.get("strategy"), "error": r.get("error"),
-                    })  # fmt: skip
+                    w.writerow(
+                        {
+                            "input": r["input"],
+                            "decision": e.get("decision", r.get("decision")),
+                            "match_id": m.get("id"),
+                            "match_name": m.get("name"),
+                            "filename": m.get("filename"),
+                            "geom_score": e.get("geom_score"),
+                            "inliers": e.get("inliers"),
+                            "cosine": e.get("cosine"),
+                            "strategy": e.get("strategy"),
+                            "error": r.get("error"),
+                        }
+                    )
     except OSError as exc:
         raise CoverIdError(f"cannot write {csv_path} ({exc.strerror or exc})") from None

@@ -55,9 +55,16 @@ def index(
     )
     err = Console(stderr=True)
     report = build_index(
-        out, refs=refs, metadata=metadata, settings=settings, projection_path=projection,
-        rebuild=rebuild, show_progress=not quiet, workers=workers, ray_address=ray,
-    )  # fmt: skip
+        out,
+        refs=refs,
+        metadata=metadata,
+        settings=settings,
+        projection_path=projection,
+        rebuild=rebuild,
+        show_progress=not quiet,
+        workers=workers,
+        ray_address=ray,
+    )
     if compact:
         from cover_id.index.store import IndexStore
 

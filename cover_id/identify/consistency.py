@@ -249,9 +249,13 @@ def resolve_twins(
     if first_to_second is None:
         first_to_second = np.linalg.inv(second.homography) @ best.homography
     verdict = appearance.twins(
-        photo.image, ref_to_processed(view, best), first_ref, second_ref, first_to_second,
+        photo.image,
+        ref_to_processed(view, best),
+        first_ref,
+        second_ref,
+        first_to_second,
         content_box(store.features[best.ref_index]),
-    )  # fmt: skip
+    )
     fields: dict[str, Any] = {
         "twin": {
             "id": store.records[second.ref_index]["id"],

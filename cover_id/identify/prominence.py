@@ -110,8 +110,9 @@ def arrange(
     )
 
 
-def also_seen(store: "IndexStore", photo: "Photo", others: "list[tuple[View, GeomMatch, str]]",
-              cosines: dict[int, float]) -> list[dict[str, Any]]:  # fmt: skip
+def also_seen(
+    store: "IndexStore", photo: "Photo", others: "list[tuple[View, GeomMatch, str]]", cosines: dict[int, float]
+) -> list[dict[str, Any]]:
     """The other covers as JSON: catalog record, evidence, decision and outline in the photo's pixels."""
     import numpy as np
 

@@ -477,9 +477,12 @@ def _fresh(
 
     report = job.report
     building = out.parent / f".{out.name}.building"
-    want = {"encoder": job.encoder.spec()["name"], "params": job.encoder.spec().get("params"),
-            "weights": job.encoder.spec().get("weights"),
-            "projection": job.projection.fingerprint if job.projection else None}  # fmt: skip
+    want = {
+        "encoder": job.encoder.spec()["name"],
+        "params": job.encoder.spec().get("params"),
+        "weights": job.encoder.spec().get("weights"),
+        "projection": job.projection.fingerprint if job.projection else None,
+    }
     plan = building / "build.json"
     if building.exists():
         try:

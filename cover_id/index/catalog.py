@@ -22,9 +22,16 @@ from cover_id.errors import CoverIdError
 from cover_id.imageio import is_image_path
 
 RARITIES = {
-    "pscr": "PScR", "scr": "ScR", "ur": "UR", "sr": "SR", "op": "OP",
-    "utr": "UtR", "cr": "CR", "ea": "EA", "gmr": "GMR",
-}  # fmt: skip
+    "pscr": "PScR",
+    "scr": "ScR",
+    "ur": "UR",
+    "sr": "SR",
+    "op": "OP",
+    "utr": "UtR",
+    "cr": "CR",
+    "ea": "EA",
+    "gmr": "GMR",
+}
 _SET_CODE = re.compile(r"^([A-Za-z0-9]{2,6}-[A-Za-z]{0,3}\d{2,4}[A-Za-z]?)[_ ]+(.+)$")
 _RARITY = re.compile(r"^(.+?)[_ ]+(" + "|".join(RARITIES) + r")$", re.IGNORECASE)
 

@@ -293,9 +293,21 @@ class Disk:
                 )
             size, mtime = stat if stat else (None, None)
             rows.append(
-                (slot, record["id"], record["filename"], sha, size, mtime, json.dumps(record, ensure_ascii=False),
-                 kp_end, n, int(feats.size[0]), int(feats.size[1]), int(raw is not None))
-            )  # fmt: skip
+                (
+                    slot,
+                    record["id"],
+                    record["filename"],
+                    sha,
+                    size,
+                    mtime,
+                    json.dumps(record, ensure_ascii=False),
+                    kp_end,
+                    n,
+                    int(feats.size[0]),
+                    int(feats.size[1]),
+                    int(raw is not None),
+                )
+            )
             slots.append(slot)
             kp_end += len(blob)
             slot += 1

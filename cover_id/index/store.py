@@ -538,8 +538,10 @@ class IndexStore:
         clean_stale(target)
         if self._pending or self._dead:
             disk = self._disk
-            items = [(rec, raw, self.embed(raw.reshape(1, -1))[0] if self.projection else None, feats, sha, None)
-                     for rec, raw, feats, sha in self._pending]  # fmt: skip
+            items = [
+                (rec, raw, self.embed(raw.reshape(1, -1))[0] if self.projection else None, feats, sha, None)
+                for rec, raw, feats, sha in self._pending
+            ]
             with disk.transaction() as db:
                 slots = disk.append(db, items) if items else []
                 if self._dead:

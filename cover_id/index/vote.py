@@ -333,9 +333,16 @@ class InvertedFileVoter:
         if self._tail:
             self._fold_tail()
         assert self.c1 is not None and self.c2 is not None
-        return {"ivf_c1": self.c1, "ivf_c2": self.c2, "ivf_offsets": self.offsets, "ivf_postings": self.postings,
-                "ivf_tf": self.tf, "ivf_idf": self.idf, "ivf_norms": self.norms,
-                "ivf_n_fit": np.array([self.n_fit])}  # fmt: skip
+        return {
+            "ivf_c1": self.c1,
+            "ivf_c2": self.c2,
+            "ivf_offsets": self.offsets,
+            "ivf_postings": self.postings,
+            "ivf_tf": self.tf,
+            "ivf_idf": self.idf,
+            "ivf_norms": self.norms,
+            "ivf_n_fit": np.array([self.n_fit]),
+        }
 
     def _fold_tail(self) -> None:
         n_words = self.n_words

@@ -11,9 +11,20 @@ from fastapi import HTTPException
 from cover_id.imageio import IMAGE_SUFFIXES
 
 ALLOWED_TYPES = {
-    "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/bmp", "image/x-bmp",
-    "image/x-ms-bmp", "image/tiff", "image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence",
-}  # fmt: skip
+    "image/jpeg",
+    "image/jpg",
+    "image/pjpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "image/x-bmp",
+    "image/x-ms-bmp",
+    "image/tiff",
+    "image/heic",
+    "image/heif",
+    "image/heic-sequence",
+    "image/heif-sequence",
+}
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 MULTIPART_SLACK = 64 * 1024  # form boundaries and other fields on top of the file itself
 DRAIN_CAP = 128 * 1024 * 1024  # read and drop at most this much of a refused body
@@ -66,11 +77,17 @@ class UploadLimit:
         import json
 
         body = json.dumps({"detail": self.message(size)}).encode()
-        await send({
-            "type": "http.response.start", "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

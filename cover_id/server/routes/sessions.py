@@ -55,8 +55,9 @@ async def _io(fn: Any, *args: Any) -> Any:
         raise NotFound(str(exc)) from None
 
 
-@router.post("/api/sessions", summary="Start a scan session", status_code=201, response_model=Session,
-             responses=errors(409))  # fmt: skip
+@router.post(
+    "/api/sessions", summary="Start a scan session", status_code=201, response_model=Session, responses=errors(409)
+)
 async def create_session(state: State, body: NewSession | None = None) -> Any:
     s = await _io(state.sessions.create, body.name if body else None)
     return _full(state, s["id"])
@@ -67,14 +68,14 @@ async def list_sessions(state: State) -> Any:
     return {"sessions": await _io(state.sessions.list)}
 
 
-@router.get("/api/sessions/{sid}", summary="A session with its items and total", response_model=Session,
-            responses=errors(404))  # fmt: skip
+@router.get(
+    "/api/sessions/{sid}", summary="A session with its items and total", response_model=Session, responses=errors(404)
+)
 async def get_session(state: State, sid: str) -> Any:
     return await _io(_full, state, sid)
 
 
-@router.delete("/api/sessions/{sid}", summary="Delete a session", response_model=SessionSummary,
-               responses=errors(404))  # fmt: skip
+@router.delete("/api/sessions/{sid}", summary="Delete a session", response_model=SessionSummary, responses=errors(404))
 async def delete_session(state: State, sid: str) -> Any:
     s = await _io(_full, state, sid)
     await _io(state.sessions.delete, sid)
@@ -103,8 +104,12 @@ async def add_item(
     if ref_id:
         store, i = state.collection.find(ref_id)
         match = state.public(store.records[i])
-    result = {"input": file.filename, "decision": decision if match else "reject", "match": match,
-              "geom_score": geom_score}  # fmt: skip
+    result = {
+        "input": file.filename,
+        "decision": decision if match else "reject",
+        "match": match,
+        "geom_score": geom_score,
+    }
     item = await _io(state.sessions.add_result, sid, result, data)
     return _priced(state, item)
 
@@ -114,29 +119,42 @@ def _priced(state: ServerState, item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-@router.post("/api/sessions/{sid}/undo", summary="Take back the last addition", response_model=Undo,
-             responses=errors(404))  # fmt: skip
+@router.post(
+    "/api/sessions/{sid}/undo", summary="Take back the last addition", response_model=Undo, responses=errors(404)
+)
 async def undo(state: State, sid: str) -> Any:
     item = await _io(state.sessions.undo, sid)
     return {"undone": _priced(state, item) if item else None, "session": await _io(_full, state, sid)}
 
 
-@router.delete("/api/sessions/{sid}/items/{item_id}", summary="Remove an item (whatever its count)",
-               response_model=Session, responses=errors(404))  # fmt: skip
+@router.delete(
+    "/api/sessions/{sid}/items/{item_id}",
+    summary="Remove an item (whatever its count)",
+    response_model=Session,
+    responses=errors(404),
+)
 async def remove_item(state: State, sid: str, item_id: int) -> Any:
     await _io(state.sessions.remove, sid, item_id)
     return await _io(_full, state, sid)
 
 
-@router.get("/api/sessions/{sid}/items/{item_id}/thumb", summary="An item's photo thumbnail",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **errors(404)})  # fmt: skip
+@router.get(
+    "/api/sessions/{sid}/items/{item_id}/thumb",
+    summary="An item's photo thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **errors(404)},
+)
 async def item_thumb(state: State, sid: str, item_id: int) -> Response:
     data = await _io(state.sessions.blob, sid, item_id, "thumb")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/api/sessions/{sid}/export", summary="Export a session as CSV or JSON", response_class=Response,
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}, **errors(404)})  # fmt: skip
+@router.get(
+    "/api/sessions/{sid}/export",
+    summary="Export a session as CSV or JSON",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}}, **errors(404)},
+)
 async def export_session(
     state: State, sid: str, format: Literal["csv", "json"] = Query("csv", description="csv or json.")
 ) -> Response:
@@ -152,13 +170,13 @@ async def export_session(
         w.writerows(export_rows(s))
         total = s["total"]["by_currency"]
         for cur, value in total.items():
-            w.writerow({"name": f"TOTAL {cur}".strip(), "price": value, "currency": cur,
-                        "count": s["count"]})  # fmt: skip
+            w.writerow({"name": f"TOTAL {cur}".strip(), "price": value, "currency": cur, "count": s["count"]})
         body, media = buf.getvalue(), "text/csv"
     return Response(
-        body, media_type=f"{media}; charset=utf-8",
+        body,
+        media_type=f"{media}; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{stem}.{format}"'},
-    )  # fmt: skip
+    )
 
 
 # ---- feedback --------------------------------------------------------------------------------------------
@@ -215,10 +233,14 @@ async def feedback(state: State, request: Request) -> Any:
     truth = _truth(state, action, str(form.get("ref_id") or "") or None, str(form.get("predicted_id") or "") or None)
     return await _io(
         lambda: state.sessions.add_feedback(
-            action, truth, _as_jpeg(data), predicted=str(form.get("predicted_id") or "") or None,
-            decision=str(form.get("decision") or "") or None, input_name=getattr(upload, "filename", None),
+            action,
+            truth,
+            _as_jpeg(data),
+            predicted=str(form.get("predicted_id") or "") or None,
+            decision=str(form.get("decision") or "") or None,
+            input_name=getattr(upload, "filename", None),
         )
-    )  # fmt: skip
+    )
 
 
 def _truth(state: ServerState, action: str, ref_id: str | None, predicted: str | None) -> str:
@@ -259,14 +281,24 @@ async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
     await _io(state.sessions.correct, body.session, body.item, body.action, record)
     return await _io(
         lambda: state.sessions.add_feedback(
-            body.action, truth, photo, predicted=item["ref_id"], decision=item["decision"],
-            session_id=body.session, item_id=body.item, input_name=item["input"],
+            body.action,
+            truth,
+            photo,
+            predicted=item["ref_id"],
+            decision=item["decision"],
+            session_id=body.session,
+            item_id=body.item,
+            input_name=item["input"],
         )
-    )  # fmt: skip
+    )
 
 
-@router.get("/api/feedback/export", summary="Labelled examples as a zip: truth.csv + photos/",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}}, **errors()})  # fmt: skip
+@router.get(
+    "/api/feedback/export",
+    summary="Labelled examples as a zip: truth.csv + photos/",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}, **errors()},
+)
 async def export_feedback(state: State) -> Response:
     """Unzip it and run `cover-id verify --index INDEX --queries truth.csv --calibrate`."""
 
@@ -281,5 +313,6 @@ async def export_feedback(state: State) -> Response:
             return buf.getvalue()
 
     data = await anyio.to_thread.run_sync(build)
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": 'attachment; filename="feedback.zip"'})  # fmt: skip
+    return Response(
+        data, media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="feedback.zip"'}
+    )
