@@ -84,8 +84,13 @@ def card_figures(failures: bool) -> dict:
             wrong = d != "accept" or got != key if group.startswith("present") else d == "accept"
             if wrong:
                 print(f"  cards/{group}/{key}: {d} {got} ({reason})", flush=True)
+    return {**_generated_figures(len(closed), closed, opened), "variant_confusions": twin}
+
+
+def _generated_figures(references: int, closed: list[tuple], opened: list[tuple]) -> dict:
+    """A table row from (group, truth, decision, got, ...) rows: closed photos of items in the collection, open of absent ones."""
     return {
-        "references": len(closed),
+        "references": references,
         "photos": len(closed),
         "top1": sum(1 for r in closed if r[3] == r[1]) / len(closed),
         "accepted_correct": sum(1 for r in closed if r[2] == "accept" and r[3] == r[1]) / len(closed),
@@ -94,7 +99,6 @@ def card_figures(failures: bool) -> dict:
         "false_accept": sum(1 for r in closed if r[2] == "accept" and r[3] != r[1]),
         "open_not_accepted": sum(1 for r in opened if r[2] != "accept") / len(opened),
         "open_accept": sum(1 for r in opened if r[2] == "accept"),
-        "variant_confusions": twin,
     }
 
 
@@ -110,15 +114,7 @@ def edition_figures(failures: bool) -> dict:
             if (kind == "original") != (d == "accept" and got == orig):
                 print(f"  editions/{kind} of {orig}: {d} {got} ({reason})", flush=True)
     return {
-        "references": 358,
-        "photos": len(closed),
-        "top1": sum(1 for r in closed if r[3] == r[1]) / len(closed),
-        "accepted_correct": sum(1 for r in closed if r[2] == "accept" and r[3] == r[1]) / len(closed),
-        "review": sum(1 for r in closed if r[2] == "review"),
-        "reject": sum(1 for r in closed if r[2] == "reject"),
-        "false_accept": sum(1 for r in closed if r[2] == "accept" and r[3] != r[1]),
-        "open_not_accepted": sum(1 for r in opened if r[2] != "accept") / len(opened),
-        "open_accept": sum(1 for r in opened if r[2] == "accept"),
+        **_generated_figures(358, closed, opened),
         "open_photos": len(opened),
         "open_review_naming_original": sum(1 for r in opened if r[2] == "review" and r[3] == r[1]),
     }
