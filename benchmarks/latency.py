@@ -43,10 +43,9 @@ class Baseline:
     ids: list[str]
     xy: list[np.ndarray]
     desc: np.ndarray  # (references, most keypoints, 128) float32 unit rows, zero-padded
-    min_inliers: int
 
     @classmethod
-    def from_store(cls, store: Any, min_inliers: int) -> Baseline:
+    def from_store(cls, store: Any) -> Baseline:
         import numpy as np
 
         from cover_id.features import desc_float
@@ -55,7 +54,7 @@ class Baseline:
         desc = np.zeros((len(feats), max(len(f) for f in feats), 128), np.float32)
         for i, f in enumerate(feats):
             desc[i, : len(f)] = desc_float(f.desc)
-        return cls([r["id"] for r in store.records], [f.xy for f in feats], desc, min_inliers)
+        return cls([r["id"] for r in store.records], [f.xy for f in feats], desc)
 
     def identify(self, photo: Path) -> tuple[str | None, int]:
         """(best reference id or None, its inlier count)."""
@@ -122,7 +121,7 @@ def run_set(name: str, encoder: str, threads: int, limit: int, min_inliers: int)
 
     ident = Identifier.from_index(set_index(name, encoder), {"threads": threads})
     store = ident.store
-    base = Baseline.from_store(store, min_inliers)
+    base = Baseline.from_store(store)
     by_file = {r["filename"]: r["id"] for r in store.records}
     pairs = set_truth(name)[: limit or None]
     for photo, _ in pairs[:WARMUP]:  # caches, lazy imports, allocator
