@@ -1,38 +1,219 @@
-"""Warm per-photo identify latency on the DVD photos, with a per-stage breakdown.
+"""Warm per-photo identify latency on each dev set, next to a classical baseline run on the same photos.
 
-Thread counts are set explicitly (default 2, the target laptop/CI size).
+For every photo, in the same process and under the same thread budget:
+
+- ours: ``Identifier.identify`` (wall time, per-stage medians from ``timings_ms``, the decision);
+- the baseline, the classical approach: decode at the same size, RootSIFT, exhaustive nearest-neighbour
+  matching against EVERY reference with Lowe's ratio test, references ranked by good-match count,
+  RANSAC homography (OpenCV) on the best 10, the most inliers wins; accepted when inliers >= a fixed count.
+
+The two alternate photo by photo, so background load hits both alike; the speed ratio (baseline p50 /
+ours p50) and the accuracy of both are what compare across machines, not the absolute milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from common import dvd_index, percentile, truth
+from common import SETS, percentile, set_index, set_truth
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
+    from cover_id.features import Features
+
+READ_SIDE = 800  # the baseline decodes photos like identify does
+RATIO = 0.8  # Lowe's ratio on descriptor distances
+SHORTLIST = 10  # references verified with RANSAC
+RANSAC_PX = 5.0  # reprojection threshold in query pixels (at READ_SIDE)
+WARMUP = 3
+
+
+@dataclass
+class Baseline:
+    """Every reference's RootSIFT keypoints, ready for exhaustive matching."""
+
+    ids: list[str]
+    xy: list[np.ndarray]
+    desc: np.ndarray  # (references, most keypoints, 128) float32 unit rows, zero-padded
+
+    @classmethod
+    def from_store(cls, store: Any) -> Baseline:
+        import numpy as np
+
+        from cover_id.features import desc_float
+
+        feats = list(store.features)
+        desc = np.zeros((len(feats), max(len(f) for f in feats), 128), np.float32)
+        for i, f in enumerate(feats):
+            desc[i, : len(f)] = desc_float(f.desc)
+        return cls([r["id"] for r in store.records], [f.xy for f in feats], desc)
+
+    def identify(self, photo: Path) -> tuple[str | None, int]:
+        """(best reference id or None, its inlier count)."""
+        return self.best(*self.match(photo))
+
+    def match(self, photo: Path) -> tuple[Features, list[tuple[np.ndarray, np.ndarray]]]:
+        """The photo's keypoints and its ratio-test matches with every reference."""
+        from cover_id.features import desc_float, extract_features
+        from cover_id.imageio import read_image
+
+        query = extract_features(read_image(photo, max_side=READ_SIDE))
+        return query, _ratio_matches(desc_float(query.desc), self.desc)
+
+    def best(self, query: Features, good: list, without: str | None = None) -> tuple[str | None, int]:
+        """RANSAC on the references with the most good matches (``without``: as if that one were not indexed)."""
+        ranked = sorted((i for i in range(len(good)) if self.ids[i] != without), key=lambda i: -len(good[i][0]))
+        best, best_inliers = None, 0
+        for i in ranked[:SHORTLIST]:
+            n = _ransac_inliers(query, self.xy[i], *good[i])
+            if n > best_inliers:
+                best, best_inliers = self.ids[i], n
+        return best, best_inliers
+
+
+def _ratio_matches(q: np.ndarray, refs: np.ndarray, chunk: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per reference: query keypoints whose nearest neighbour passes the ratio test, (query_idx, ref_idx).
+
+    Brute force, one reference at a time in effect; ``chunk`` references share one matrix product for speed.
+    Zero padding rows have cosine 0 (RootSIFT is non-negative): never closer than a real neighbour.
+    """
+    import numpy as np
+
+    out = []
+    n, k, _ = refs.shape
+    rows = np.arange(len(q))[:, None]
+    for c in range(0, n, chunk):
+        block = refs[c : c + chunk]
+        sim = (q @ block.reshape(-1, 128).T).reshape(len(q), len(block), k)  # squared distance = 2 - 2 cos
+        j = sim.argmax(axis=2)
+        cols = np.arange(len(block))[None, :]
+        s1 = sim[rows, cols, j]
+        sim[rows, cols, j] = -np.inf
+        s2 = sim.max(axis=2)
+        ok = (2.0 - 2.0 * s1).clip(0) < RATIO * RATIO * (2.0 - 2.0 * s2)
+        for b in range(len(block)):
+            keep = np.flatnonzero(ok[:, b])
+            out.append((keep, j[keep, b]))
+    return out
+
+
+def _ransac_inliers(query: Features, ref_xy: np.ndarray, qi: np.ndarray, ri: np.ndarray) -> int:
+    import cv2
+    import numpy as np
+
+    if len(qi) < 4:
+        return 0
+    h, mask = cv2.findHomography(ref_xy[ri], query.xy[qi], cv2.RANSAC, RANSAC_PX, maxIters=2000, confidence=0.999)
+    return 0 if h is None else int(np.count_nonzero(mask))
+
+
+def run_set(name: str, encoder: str, threads: int, limit: int, min_inliers: int) -> dict[str, Any]:
+    """Ours and the baseline on one set's photos, alternating photo by photo."""
+    from cover_id.pipeline import Identifier
+
+    ident = Identifier.from_index(set_index(name, encoder), {"threads": threads})
+    store = ident.store
+    base = Baseline.from_store(store)
+    by_file = {r["filename"]: r["id"] for r in store.records}
+    pairs = set_truth(name)[: limit or None]
+    for photo, _ in pairs[:WARMUP]:  # caches, lazy imports, allocator
+        ident.identify(photo)
+        base.identify(photo)
+    ours, theirs, stages = [], [], {}
+    acc = dict.fromkeys(("ours_ok", "ours_fa", "base_top1", "base_ok", "base_fa", "ours_open", "base_open"), 0)
+    for photo, ref in pairs:
+        truth = by_file[ref]
+        t = time.perf_counter()
+        r = ident.identify(photo)
+        ours.append((time.perf_counter() - t) * 1000)
+        for k, v in r["timings_ms"].items():
+            stages.setdefault(k, []).append(v)
+        correct = (r["match"] or {}).get("id") == truth
+        acc["ours_ok"] += correct and r["decision"] == "accept"
+        acc["ours_fa"] += (not correct) and r["decision"] == "accept"
+        t = time.perf_counter()
+        query, good = base.match(photo)
+        got, inliers = base.best(query, good)
+        theirs.append((time.perf_counter() - t) * 1000)
+        accepted = inliers >= min_inliers
+        acc["base_top1"] += got == truth
+        acc["base_ok"] += got == truth and accepted
+        acc["base_fa"] += got != truth and accepted
+        # Open set, untimed: the photo's own reference is not indexed; any accept is a false accept.
+        acc["base_open"] += base.best(query, good, without=truth)[1] >= min_inliers
+        ident.store = store.copy()
+        ident.store.remove(truth)
+        acc["ours_open"] += ident.identify(photo)["decision"] == "accept"
+        ident.store = store
+    return {"refs": store.size, "photos": len(pairs), "ours": ours, "base": theirs, "stages": stages, **acc}
+
+
+def machine(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {threads} threads, Python {platform.python_version()}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     ap.add_argument("--encoder", default="local")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="for torch, OpenCV, FAISS and BLAS alike")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N photos of each set")
+    ap.add_argument("--min-inliers", type=int, default=12, help="the baseline accepts at this many RANSAC inliers")
     args = ap.parse_args()
-    from cover_id.pipeline import Identifier
+    from cover_id.runtime import set_threads  # before numpy is loaded: BLAS reads its thread count once
 
-    ident = Identifier.from_index(dvd_index(args.encoder), {"threads": args.threads})
-    photos = [p for p, _ in truth()][: args.limit or None]
-    for p in photos[:3]:  # warm-up: caches, lazy imports, allocator
-        ident.identify(p)
-    walls, stages = [], {}
-    for p in photos:
-        t = time.perf_counter()
-        r = ident.identify(p)
-        walls.append((time.perf_counter() - t) * 1000)
-        for k, v in r["timings_ms"].items():
-            stages.setdefault(k, []).append(v)
-    print(f"{len(photos)} photos, {ident.store.size} references, encoder {args.encoder}, {args.threads} threads")
-    print(f"latency p50 {percentile(walls, 50):.0f} ms, p95 {percentile(walls, 95):.0f} ms, max {max(walls):.0f} ms")
-    print("stage medians: " + ", ".join(f"{k} {percentile(v, 50):.1f} ms" for k, v in stages.items() if k != "total"))
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    rows = {name: run_set(name, args.encoder, args.threads, args.limit, args.min_inliers) for name in args.sets}
+    print(f"machine: {machine(args.threads)}; encoder {args.encoder}; {time.perf_counter() - t0:.0f} s in all")
+    print(
+        f"baseline: RootSIFT (read at {READ_SIDE} px), exhaustive ratio-{RATIO} matching against every reference, "
+        f"RANSAC ({RANSAC_PX:g} px) on the best {SHORTLIST} by good matches, most inliers wins, "
+        f"accepted at >= {args.min_inliers} inliers"
+    )
+    print("\n| set | refs | photos | ours p50 / p95 / max ms | baseline p50 / p95 ms | speed × baseline |")
+    print("|---|---|---|---|---|---|")
+    for name, s in rows.items():
+        o, b = s["ours"], s["base"]
+        print(
+            f"| {name} | {s['refs']} | {s['photos']} | {percentile(o, 50):.0f} / {percentile(o, 95):.0f} / {max(o):.0f} "
+            f"| {percentile(b, 50):.0f} / {percentile(b, 95):.0f} | {percentile(b, 50) / percentile(o, 50):.1f}× |"
+        )
+    print(
+        "\n| set | ours accepted-correct | ours false accepts | baseline top-1 | baseline accepted-correct "
+        "| baseline wrong accepts | open set accepted: ours | open set accepted: baseline |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, s in rows.items():
+        n = s["photos"]
+        print(
+            f"| {name} | {s['ours_ok'] / n:.1%} | {s['ours_fa']} | {s['base_top1'] / n:.1%} | {s['base_ok'] / n:.1%} "
+            f"| {s['base_fa']} | {s['ours_open']}/{n} | {s['base_open']}/{n} |"
+        )
+    print("(open set: each photo again with its own reference left out of the index, untimed; any accept is false)")
+    print("\nstage medians, ours (ms; over the photos where the stage ran, counted when not all):")
+    for name, s in rows.items():
+        n = s["photos"]
+        parts = ", ".join(
+            f"{k} {percentile(v, 50):.0f}" + (f" ({len(v)}/{n})" if len(v) < n else "")
+            for k, v in s["stages"].items()
+            if k != "total"
+        )
+        print(f"- {name}: {parts}")
 
 
 if __name__ == "__main__":
