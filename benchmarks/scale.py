@@ -114,13 +114,17 @@ def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-MEASURE = r"""
-import json, resource, sys, time
-from pathlib import Path
+# The measuring scripts (MEASURE, SYNTH_MEASURE) run in a fresh process, after this resident-memory probe.
+RSS = r"""
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
+"""
+
+MEASURE = r"""
+import json, resource, sys, time
+from pathlib import Path
 base = rss()
 t = time.perf_counter()
 from cover_id.index.store import IndexStore
@@ -153,7 +157,7 @@ def measure(index: Path, photos: int, threads: int) -> dict:
     arg = json.dumps([[str(p), r] for p, r in pairs])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env
+        [sys.executable, "-c", RSS + MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env
     )
     if out.returncode:
         sys.exit(out.stderr[-3000:])
@@ -207,10 +211,6 @@ SYNTH_MEASURE = r"""
 import json, sys, time
 import numpy as np
 from pathlib import Path
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
 import faiss
 from cover_id.index.store import IndexStore
 base = rss()
@@ -287,7 +287,7 @@ def synthetic(n: int, source: Path, threads: int) -> None:
     np.save(SCALE / "queries.npy", np.asarray(qs, np.float32))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
-        [sys.executable, "-c", SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")],
+        [sys.executable, "-c", RSS + SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")],
         capture_output=True,
         text=True,
         env=env,
