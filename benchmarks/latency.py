@@ -9,6 +9,10 @@ For every photo, in the same process and under the same thread budget:
 
 The two alternate photo by photo, so background load hits both alike; the speed ratio (baseline p50 /
 ours p50) and the accuracy of both are what compare across machines, not the absolute milliseconds.
+
+``--tenmp N`` adds a row for 10-megapixel phone photos: the first N DVD photos upscaled to 3648 x 2736
+(JPEG quality 92, made once into ``.cache/bench/tenmp``; the references are untouched), identified against
+the DVD index like the others. The decode step then shows what reading a large JPEG at reduced size costs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from common import SETS, percentile, set_index, set_truth
+from common import CACHE, SETS, percentile, set_index, set_truth
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,6 +38,8 @@ RATIO = 0.8  # Lowe's ratio on descriptor distances
 SHORTLIST = 10  # references verified with RANSAC
 RANSAC_PX = 5.0  # reprojection threshold in query pixels (at READ_SIDE)
 WARMUP = 3
+TENMP_SIZE = (3648, 2736)  # 10 MP, 4:3 like the DVD photos
+TENMP_QUALITY = 92
 
 
 @dataclass
@@ -115,15 +121,42 @@ def _ransac_inliers(query: Features, ref_xy: np.ndarray, qi: np.ndarray, ri: np.
     return 0 if h is None else int(np.count_nonzero(mask))
 
 
-def run_set(name: str, encoder: str, threads: int, limit: int, min_inliers: int) -> dict[str, Any]:
-    """Ours and the baseline on one set's photos, alternating photo by photo."""
+def tenmp_photos(count: int) -> list[tuple[Path, str]]:
+    """The first ``count`` DVD photos upscaled to 10 MP (made once, atomically), with their truth."""
+    import cv2
+
+    out = CACHE / "tenmp"
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for photo, ref in set_truth("dvd-covers")[:count]:
+        big = out / photo.name
+        if not big.is_file():
+            image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            ok, buf = cv2.imencode(
+                ".jpg",
+                cv2.resize(image, TENMP_SIZE, interpolation=cv2.INTER_CUBIC),
+                [cv2.IMWRITE_JPEG_QUALITY, TENMP_QUALITY],
+            )
+            if not ok:
+                raise SystemExit(f"cannot encode a 10 MP copy of {photo}")
+            tmp = big.with_suffix(".tmp")
+            tmp.write_bytes(buf.tobytes())
+            os.replace(tmp, big)
+        pairs.append((big, ref))
+    return pairs
+
+
+def run_set(
+    name: str, encoder: str, threads: int, limit: int, min_inliers: int, photos: list | None = None
+) -> dict[str, Any]:
+    """Ours and the baseline on one set's photos (or on ``photos`` of it), alternating photo by photo."""
     from cover_id.pipeline import Identifier
 
     ident = Identifier.from_index(set_index(name, encoder), {"threads": threads})
     store = ident.store
     base = Baseline.from_store(store)
     by_file = {r["filename"]: r["id"] for r in store.records}
-    pairs = set_truth(name)[: limit or None]
+    pairs = (photos if photos is not None else set_truth(name))[: limit or None]
     for photo, _ in pairs[:WARMUP]:  # caches, lazy imports, allocator
         ident.identify(photo)
         base.identify(photo)
@@ -173,12 +206,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="for torch, OpenCV, FAISS and BLAS alike")
     ap.add_argument("--limit", type=int, default=0, help="only the first N photos of each set")
     ap.add_argument("--min-inliers", type=int, default=12, help="the baseline accepts at this many RANSAC inliers")
+    ap.add_argument(
+        "--tenmp", type=int, default=20, metavar="N", help="also the first N DVD photos upscaled to 10 MP (0: not)"
+    )
     args = ap.parse_args()
     from cover_id.runtime import set_threads  # before numpy is loaded: BLAS reads its thread count once
 
     set_threads(args.threads)
     t0 = time.perf_counter()
     rows = {name: run_set(name, args.encoder, args.threads, args.limit, args.min_inliers) for name in args.sets}
+    if args.tenmp:
+        photos = tenmp_photos(args.tenmp)
+        rows["dvd-covers 10 MP"] = run_set("dvd-covers", args.encoder, args.threads, 0, args.min_inliers, photos)
     print(f"machine: {machine(args.threads)}; encoder {args.encoder}; {time.perf_counter() - t0:.0f} s in all")
     print(
         f"baseline: RootSIFT (read at {READ_SIDE} px), exhaustive ratio-{RATIO} matching against every reference, "

@@ -22,7 +22,7 @@ Per-photo state travels as one :class:`~cover_id.identify.result.Photo`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,10 @@ class Identifier:
         return "calibration" if self.store.manifest.get("calibration") else "defaults"
 
     def _pool(self) -> "ThreadPoolExecutor":
-        """Threads for verifying candidates, as many as the thread budget."""
+        """Threads for the steps that run side by side and for verifying candidates, as many as the thread budget.
+
+        Work on the pool never waits for the pool, so callers sharing it (serve's request threads) cannot deadlock.
+        """
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -102,6 +105,37 @@ class Identifier:
 
             self._executor = ThreadPoolExecutor(thread_count(self.config.threads), "cover-id-verify")
         return self._executor
+
+    def _overlap(self) -> bool:
+        """Whether independent steps run side by side (a budget of one thread runs everything in turn)."""
+        from cover_id.runtime import thread_count
+
+        return thread_count(self.config.threads) > 1
+
+    def _detect_and_extract(self, photo: Photo, max_quads: int, extract: "Callable[[], Features]") -> "Features":
+        """Find the cover outline(s) into ``photo.quads`` and return ``extract()``, the photo's keypoints.
+
+        The two do not depend on each other and are OpenCV work that releases the GIL, so with two
+        threads the outline is searched on the pool while this thread runs RootSIFT. Each is timed
+        on its own ("detect", "features"): their sum is more than the time they took together.
+        """
+        import time
+
+        assert photo.image is not None
+        image = photo.image
+
+        def detect() -> "tuple[list[Quad], float]":
+            t = time.perf_counter()
+            return self.detector.detect(image, max_quads=max_quads), ms_since(t)
+
+        job = self._pool().submit(detect) if self._overlap() else None
+        if job is None:
+            photo.quads, photo.timings["detect"] = detect()
+        with photo.timed("features"):
+            feats = extract()
+        if job is not None:
+            photo.quads, photo.timings["detect"] = job.result()
+        return feats
 
     # ---- the recipe --------------------------------------------------------------------
     def identify(
@@ -130,10 +164,7 @@ class Identifier:
         photo = Photo(source, name or (str(source) if isinstance(source, (str, Path)) else "image"))
         with photo.timed("decode"):
             photo.image, photo.back = self.read(source)
-        with photo.timed("detect"):
-            photo.quads = self.detector.detect(photo.image, max_quads=MAX_QUADS if multi else 1)
-        with photo.timed("features"):
-            feats = photo_features(photo.image, multi)
+        feats = self._detect_and_extract(photo, MAX_QUADS if multi else 1, lambda: photo_features(photo.image, multi))
         if multi:
             photo.full = View.whole(feats, photo.image)
             covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad, single=False))
@@ -166,16 +197,27 @@ class Identifier:
         from cover_id.identify import consistency, prominence, retrieve
         from cover_id.identify.decide import choose
         from cover_id.identify.result import cover_result
-        from cover_id.identify.verify import verify
+        from cover_id.identify.verify import Verifier
 
         assert photo.full is not None
         photo.views = views
+        top_k = self.config.top_k
+        verifier = Verifier(self.reranker, self._pool(), store, photo.full, views)
+        # The keypoint votes need only the keypoints: they are counted beside the embedding and the
+        # vector search, and the likeliest candidates are verified while they are.
+        voting = self._pool().submit(retrieve.votes, store, views, top_k) if self._overlap() else None
         with photo.timed("embed"):
             photo.vectors = retrieve.embed_views(self.encoder, store, views)
         with photo.timed("search"):
-            rows, cosines = retrieve.shortlist(store, views, photo.vectors, self.config.top_k, self.config.rerank_k)
+            hits = retrieve.search(store, photo.vectors, top_k)
+            if voting is not None:
+                verifier.start(retrieve.likely(hits))
+                voted = voting.result()
+            else:
+                voted = retrieve.votes(store, views, top_k)
+            rows, cosines = retrieve.shortlist(store, views, photo.vectors, top_k, self.config.rerank_k, voted, hits)
         with photo.timed("rerank"):
-            photo.variants = verify(self.reranker, self._pool(), store, photo.full, views, rows, cosines)
+            photo.variants = verifier.candidates(rows, cosines)
         ordered, decision = choose(store, photo.variants, self.policy)
         with photo.timed("consistency"):
             others: list = []

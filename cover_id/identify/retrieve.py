@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cover_id.index.store import IndexStore
 
 FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
+LIKELY = 2  # of every view's vector-search hits, how many are verified before the votes are in
 
 
 def embed(encoder: "Encoder", store: "IndexStore", images: "list[np.ndarray]", feats: "list[Features]") -> "np.ndarray":
@@ -39,6 +40,12 @@ def search(store: "IndexStore", vectors: "np.ndarray", k: int) -> list[list[tupl
     return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(idx, scores)]
 
 
+def likely(hits: list[list[tuple[int, float]]], n: int = LIKELY) -> list[int]:
+    """The best ``n`` of every view's vector-search hits: on the fused shortlist whatever the votes say
+    (all of them were, over the dev sets' photos), so they can be verified while the votes are counted."""
+    return list(dict.fromkeys(i for row in hits for i, _ in row[:n]))
+
+
 def fuse(rankings: list[list[int]], limit: int, k: float = FUSION_K) -> list[int]:
     """Reciprocal-rank fusion of several candidate lists; the best ``limit`` (ties: first seen first)."""
     score: dict[int, float] = {}
@@ -48,16 +55,33 @@ def fuse(rankings: list[list[int]], limit: int, k: float = FUSION_K) -> list[int
     return sorted(score, key=lambda i: -score[i])[:limit]
 
 
+def votes(store: "IndexStore", views: "list[View]", top_k: int) -> list[tuple[int, float]]:
+    """The references most voted for by the keypoints of the view that has the most (reference row, votes)."""
+    widest = max(views, key=lambda v: len(v.feats))
+    return store.voter().shortlist(widest.feats, top=top_k) if store.has_voter else []
+
+
 def shortlist(
-    store: "IndexStore", views: "list[View]", vectors: "np.ndarray", top_k: int, limit: int
+    store: "IndexStore",
+    views: "list[View]",
+    vectors: "np.ndarray",
+    top_k: int,
+    limit: int,
+    voted: list[tuple[int, float]] | None = None,
+    hits: list[list[tuple[int, float]]] | None = None,
 ) -> "tuple[list[int], np.ndarray | None]":
-    """The fused candidates to verify, and every view's cosine to each of them ((views, candidates) or None)."""
+    """The fused candidates to verify, and every view's cosine to each of them ((views, candidates) or None).
+
+    ``voted`` (:func:`votes`) and ``hits`` (:func:`search` of ``vectors``): when already found (identify
+    counts the votes beside the embedding and starts verifying :func:`likely` hits before they are in).
+    """
     import numpy as np
 
-    hits = search(store, vectors, top_k)
-    widest = max(views, key=lambda v: len(v.feats))
-    votes = store.voter().shortlist(widest.feats, top=top_k) if store.has_voter else []
-    rankings = [[i for i, _ in votes]] + [[i for i, _ in row] for row in hits]
+    if hits is None:
+        hits = search(store, vectors, top_k)
+    if voted is None:
+        voted = votes(store, views, top_k)
+    rankings = [[i for i, _ in voted]] + [[i for i, _ in row] for row in hits]
     rows = fuse(rankings, limit)
     cosines = np.asarray(vectors, np.float32) @ store.embeddings[rows].T if rows else None
     return rows, cosines
