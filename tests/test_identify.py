@@ -13,6 +13,7 @@ import pytest
 from cover_id.evaluate.synth import make_background, make_cover, place_in_scene
 from cover_id.index.build import build_index
 from cover_id.pipeline import Identifier
+from cover_id.rerankers.geometric import GeometricReranker
 from tests.conftest import write_covers
 
 N_COVERS = 8
@@ -328,3 +329,67 @@ def test_choose_orders_views_and_decides(ident: Identifier) -> None:
     close = {"crop": ([_match(0, 0.8), _match(1, 0.75)], {})}  # same place, small margin
     assert choose(store, close, Thresholds())[1] == "review"
     assert choose(store, close, Thresholds(accept_margin=0.01))[1] == "accept"
+
+
+def _answer(r: dict) -> str:
+    """The whole JSON answer except what says how it was run (timings, thread settings)."""
+    return json.dumps({k: v for k, v in r.items() if k not in ("timings_ms", "settings")}, sort_keys=True, default=str)
+
+
+def test_steps_side_by_side_give_the_answer_of_one_thread(world: dict, tmp_path: Path) -> None:
+    """Detection beside RootSIFT, votes beside the embedding, early verification: the same JSON as one thread."""
+    rng = np.random.default_rng(5)
+    left, _ = place_in_scene(make_cover(1, (240, 320)), make_background(20, (640, 720)), rng, scale_range=(0.6, 0.75))
+    right, _ = place_in_scene(make_cover(6, (240, 320)), make_background(21, (640, 720)), rng, scale_range=(0.6, 0.75))
+    two = tmp_path / "two.jpg"
+    cv2.imwrite(str(two), np.hstack([left, right]))
+    one = Identifier.from_index(world["index"], {"threads": 1})
+    both = Identifier.from_index(world["index"], {"threads": 2})
+    photos = [world["photos"][2][0], world["photos"][5][0], world["absent"]]
+    for photo in photos:
+        a, b = one.identify(photo), both.identify(photo)
+        assert _answer(a) == _answer(b)
+        assert a["timings_ms"]["detect"] > 0 and b["timings_ms"]["detect"] > 0  # each step is still timed
+    assert _answer(one.identify(two, multi=True)) == _answer(both.identify(two, multi=True))
+    assert one.identify(world["photos"][2][0])["match"]["id"] == "cover-002"
+
+
+class _Counting(GeometricReranker):
+    """The geometric re-ranker, counting which references it verifies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def match_views(self, qdesc, views, ref, ref_index):  # type: ignore[no-untyped-def]
+        self.calls.append(ref_index)
+        return super().match_views(qdesc, views, ref, ref_index)
+
+
+def test_verifier_verifies_each_reference_once_whenever_started(world: dict, ident: Identifier) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cover_id.identify.retrieve import likely
+    from cover_id.identify.verify import Verifier, verify
+    from cover_id.identify.views import make_views, photo_features
+
+    image, _ = ident.read(world["photos"][5][0])
+    full, views = make_views(image, photo_features(image), None)
+    store = ident.store
+    rows = [5, 1, 3, 7]
+    cosines = np.linspace(0.9, 0.1, len(views) * len(rows)).reshape(len(views), len(rows)).astype(np.float32)
+    counting = _Counting()
+    with ThreadPoolExecutor(2) as pool:
+        plain = verify(GeometricReranker(), pool, store, full, views, rows, cosines)
+        early = Verifier(counting, pool, store, full, views)
+        early.start([7, 5, 0])  # 0 is not on the shortlist in the end: verified, never reported
+        got = early.candidates(rows, cosines)
+    assert sorted(counting.calls) == [0, 1, 3, 5, 7]
+    for name in plain:
+        assert [(m.ref_index, m.score, m.inliers) for m in got[name].ranked] == [
+            (m.ref_index, m.score, m.inliers) for m in plain[name].ranked
+        ]
+        assert got[name].cosines == plain[name].cosines and 0 not in got[name].cosines
+    assert got["full"].ranked[0].ref_index == 5
+    assert likely([[(4, 0.9), (2, 0.8), (9, 0.1)], [(2, 0.7), (6, 0.6)]]) == [4, 2, 6]
+    assert likely([[(4, 0.9)], []], n=1) == [4]
