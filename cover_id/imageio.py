@@ -303,10 +303,22 @@ def read_image(
     other formats over it are refused before any pixel is decoded).
     Raises :class:`ImageError` for anything that is not a readable image.
     """
+    return read_sized(source, max_side, max_pixels, decode_bytes)[0]
+
+
+def read_sized(
+    source: Source,
+    max_side: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    decode_bytes: int = DECODE_BYTES,
+) -> "tuple[np.ndarray, tuple[int, int]]":
+    """:func:`read_image`, and the photo's full (width, height) after EXIF orientation, from one opening."""
     import numpy as np
 
     name = _describe(source)
     with _opened(source) as (img, kind):
+        w, h = img.size
+        size = (h, w) if _orientation(img, kind) in (5, 6, 7, 8) else (w, h)
         try:
             arr = _decode(img, kind, name, max_side, max_pixels, decode_bytes)
         except ImageError:
@@ -317,7 +329,7 @@ def read_image(
             raise ImageError(f"{name}: truncated or corrupt {kind} image ({_reason(exc)})") from None
     from cover_id.imageops import shrink
 
-    return np.ascontiguousarray(shrink(arr, max_side)[:, :, ::-1])
+    return np.ascontiguousarray(shrink(arr, max_side)[:, :, ::-1]), size
 
 
 def _decode(img: Any, kind: str, name: str, max_side: int | None, max_pixels: int, decode_bytes: int) -> "np.ndarray":

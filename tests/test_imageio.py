@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cover_id.errors import ImageError
-from cover_id.imageio import image_size, read_image
+from cover_id.imageio import image_size, read_image, read_sized
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -119,6 +119,9 @@ def test_every_exif_orientation_gives_the_upright_picture(fmt: str, orientation:
     out = read_image(buf.getvalue())
     assert out.shape == upright.shape and image_size(buf.getvalue()) == (out.shape[1], out.shape[0])
     assert np.abs(out.astype(int) - upright).max() <= (0 if fmt != "JPEG" else 2)
+    small, size = read_sized(buf.getvalue(), max_side=20)  # one opening gives both: the reduced picture, the full size
+    assert size == image_size(buf.getvalue()) and np.array_equal(small, read_image(buf.getvalue(), max_side=20))
+    assert max(small.shape[:2]) == 20 and (small.shape[1] > small.shape[0]) == (size[0] > size[1])
 
 
 def test_the_content_decides_the_format_not_the_name(tmp_path: Path) -> None:

@@ -272,15 +272,14 @@ class Identifier:
         """The photo at processing size (longer side <= ``max_side``), and the factor back to its original pixels."""
         import numpy as np
 
-        from cover_id.imageio import image_size, read_image
+        from cover_id.imageio import read_sized
         from cover_id.imageops import shrink
 
         max_side = int(max_side or self.config.max_side)
         if isinstance(source, np.ndarray):
             image = shrink(source, max_side)
             return image, source.shape[1] / image.shape[1]
-        image = read_image(source, max_side=max_side)
-        w0, _ = image_size(source)
+        image, (w0, _) = read_sized(source, max_side=max_side)
         return image, w0 / image.shape[1]
 
     def features(self, image: "np.ndarray", multi: bool = False) -> "Features":
