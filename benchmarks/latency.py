@@ -244,7 +244,10 @@ def main() -> None:
             f"| {s['base_fa']} | {s['ours_open']}/{n} | {s['base_open']}/{n} |"
         )
     print("(open set: each photo again with its own reference left out of the index, untimed; any accept is false)")
-    print("\nstage medians, ours (ms; over the photos where the stage ran, counted when not all):")
+    print(
+        "\nstage medians, ours (ms; over the photos where the stage ran, counted when not all; with two threads "
+        "detect runs beside features and the keypoint votes beside embed, so the stages add up to more than the total):"
+    )
     for name, s in rows.items():
         n = s["photos"]
         parts = ", ".join(
