@@ -393,3 +393,29 @@ def test_verifier_verifies_each_reference_once_whenever_started(world: dict, ide
     assert got["full"].ranked[0].ref_index == 5
     assert likely([[(4, 0.9), (2, 0.8), (9, 0.1)], [(2, 0.7), (6, 0.6)]]) == [4, 2, 6]
     assert likely([[(4, 0.9)], []], n=1) == [4]
+
+
+class _CountingReads(Identifier):
+    """An identifier that records the size every read of a photo asked for."""
+
+    reads: list
+
+    def read(self, source, max_side=None):  # type: ignore[no-untyped-def]
+        self.reads.append(max_side)
+        return super().read(source, max_side)
+
+
+def test_a_photo_too_small_for_a_closer_look_is_not_decoded_again(
+    world: dict, ident: Identifier, tmp_path: Path
+) -> None:
+    counting = _CountingReads(ident.store, {"threads": 2})
+    counting.reads = []
+    r = counting.identify(world["absent"])  # 960 x 720, not accepted: 1600 px would give it no more pixels
+    assert r["decision"] != "accept" and "second_look" in r["timings_ms"]
+    assert counting.reads == [None]
+    assert _answer(r) == _answer(ident.identify(world["absent"]))
+    big = tmp_path / "absent_big.jpg"
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(world["absent"])), (1440, 1080)))
+    counting.reads = []
+    counting.identify(big)
+    assert counting.reads == [None, 1600]  # larger: looked at again, closer

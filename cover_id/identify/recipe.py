@@ -248,6 +248,10 @@ class Identifier:
         side = min(
             self.config.second_look_side, int((self.config.second_look_side**2 * 0.75 * max(w, h) / min(w, h)) ** 0.5)
         )
+        # The photo's longer side from the first read, rounded up generously: a photo surely too small for
+        # a closer look is not decoded again only to find that out (otherwise the check after the read decides).
+        if min(1.01 * photo.back * (max(w, h) + 2), side) < 1.25 * max(w, h):
+            return None
         image, back = self.read(photo.source, max_side=side)
         if max(image.shape[:2]) < 1.25 * max(photo.image.shape[:2]):
             return None  # the photo has no more pixels to give
