@@ -3,6 +3,13 @@
 On small machines torch, OpenCV and FAISS each default to one thread per core
 and then fight each other; oversubscription costs up to 10x. Every command
 calls :func:`set_threads` before it loads models.
+
+One budget of ``n`` threads serves everything. Identify runs independent
+steps side by side on a pool of ``n`` threads plus the calling thread, and
+the pool's workers get the same library budget (:func:`worker_init`; OpenMP
+keeps it per thread). OpenCV runs a parallel loop that starts while another
+is running in the calling thread alone, so RootSIFT beside the outline
+search uses ``n`` + 1 threads at the most.
 """
 
 from __future__ import annotations
@@ -42,3 +49,14 @@ def set_threads(requested: int | None = 0) -> int:
         torch.set_num_threads(n)
     _done = n
     return n
+
+
+def worker_init(requested: int | None = 0) -> None:
+    """Run in each worker thread of a pool: OpenMP (FAISS) keeps its thread count per thread, and a
+    worker would otherwise get the library's default (one per core) instead of the budget."""
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(thread_count(requested))
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass

@@ -419,3 +419,11 @@ def test_a_photo_too_small_for_a_closer_look_is_not_decoded_again(
     counting.reads = []
     counting.identify(big)
     assert counting.reads == [None, 1600]  # larger: looked at again, closer
+
+
+def test_pool_workers_get_the_thread_budget(world: dict) -> None:
+    """OpenMP keeps its thread count per thread: the pool's workers must be given the budget too."""
+    import faiss
+
+    ident = Identifier.from_index(world["index"], {"threads": 1})
+    assert ident._pool().submit(faiss.omp_get_max_threads).result() == 1

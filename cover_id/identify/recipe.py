@@ -101,9 +101,10 @@ class Identifier:
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            from cover_id.runtime import thread_count
+            from cover_id.runtime import thread_count, worker_init
 
-            self._executor = ThreadPoolExecutor(thread_count(self.config.threads), "cover-id-verify")
+            n = thread_count(self.config.threads)
+            self._executor = ThreadPoolExecutor(n, "cover-id", initializer=worker_init, initargs=(n,))
         return self._executor
 
     def _overlap(self) -> bool:
