@@ -18,6 +18,12 @@ and answers many photos. Each step is a module of this package:
    writes crops and debug images, :mod:`~cover_id.identify.multi` finds several covers.
 
 Per-photo state travels as one :class:`~cover_id.identify.result.Photo`.
+
+With a budget of two threads or more, steps that do not depend on each other
+run side by side on the Identifier's pool: the outline search beside RootSIFT,
+the keypoint votes beside the embedding and the vector search, and the vector
+search's best candidates are verified while the votes are counted. The answer
+is the same as with one thread, which runs everything in turn.
 """
 
 from __future__ import annotations
