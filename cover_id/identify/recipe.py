@@ -28,7 +28,7 @@ is the same as with one thread, which runs everything in turn.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,8 +119,8 @@ class Identifier:
 
         return thread_count(self.config.threads) > 1
 
-    def _detect_and_extract(self, photo: Photo, max_quads: int, extract: "Callable[[], Features]") -> "Features":
-        """Find the cover outline(s) into ``photo.quads`` and return ``extract()``, the photo's keypoints.
+    def _detect_and_extract(self, photo: Photo, multi: bool) -> "Features":
+        """Find the cover outline(s) into ``photo.quads`` and return the photo's keypoints.
 
         The two do not depend on each other and are OpenCV work that releases the GIL, so with two
         threads the outline is searched on the pool while this thread runs RootSIFT. Each is timed
@@ -128,18 +128,21 @@ class Identifier:
         """
         import time
 
+        from cover_id.identify.multi import MAX_QUADS
+        from cover_id.identify.views import photo_features
+
         assert photo.image is not None
         image = photo.image
 
         def detect() -> "tuple[list[Quad], float]":
             t = time.perf_counter()
-            return self.detector.detect(image, max_quads=max_quads), ms_since(t)
+            return self.detector.detect(image, max_quads=MAX_QUADS if multi else 1), ms_since(t)
 
         job = self._pool().submit(detect) if self._overlap() else None
         if job is None:
             photo.quads, photo.timings["detect"] = detect()
         with photo.timed("features"):
-            feats = extract()
+            feats = photo_features(image, multi)
         if job is not None:
             photo.quads, photo.timings["detect"] = job.result()
         return feats
@@ -163,15 +166,15 @@ class Identifier:
         import time
 
         from cover_id.identify import export
-        from cover_id.identify.multi import MAX_QUADS, identify_multi
-        from cover_id.identify.views import View, make_views, photo_features
+        from cover_id.identify.multi import identify_multi
+        from cover_id.identify.views import View, make_views
 
         store = self.store  # one snapshot: the collection may change (serve) while we work
         t_all = time.perf_counter()
         photo = Photo(source, name or (str(source) if isinstance(source, (str, Path)) else "image"))
         with photo.timed("decode"):
             photo.image, photo.back = self.read(source)
-        feats = self._detect_and_extract(photo, MAX_QUADS if multi else 1, lambda: photo_features(photo.image, multi))
+        feats = self._detect_and_extract(photo, multi)
         if multi:
             photo.full = View.whole(feats, photo.image)
             covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad, single=False))
