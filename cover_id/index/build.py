@@ -462,8 +462,28 @@ class _Job:
         from cover_id.imageio import read_image
 
         if self.encoder.supports_features:
-            return encode_references(self.encoder, [], feats)
+            return encode_split(self.encoder, feats, auto_workers(len(feats), self.workers))
         return encode_references(self.encoder, [read_image(p, max_side=REF_MAX_SIDE) for p in paths])
+
+
+def encode_split(encoder: Any, feats: "list[Features]", workers: int) -> "np.ndarray":
+    """Vectors from stored features, the list split into ``workers`` parts encoded on threads.
+
+    Each part is encoded exactly as a whole list would be (rows are independent), so
+    the result does not depend on ``workers``; the numpy work releases the GIL.
+    """
+    import numpy as np
+
+    from cover_id.encoders import encode_references
+
+    if workers <= 1 or len(feats) < 2:
+        return encode_references(encoder, [], feats)
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-len(feats) // workers)
+    parts = [feats[i : i + step] for i in range(0, len(feats), step)]
+    with ThreadPoolExecutor(len(parts), "cover-id-encode") as pool:
+        return np.concatenate(list(pool.map(lambda part: encode_references(encoder, [], part), parts)))
 
 
 def _duplicates(pairs: list[tuple[str, str | None]], report: BuildReport) -> None:
@@ -653,10 +673,11 @@ def _encode_pending(job: _Job, disk: "Disk") -> None:
     from cover_id.progress import progress
 
     slots = [r[0] for r in disk.query("SELECT slot FROM refs WHERE has_vec = 0 ORDER BY slot")]
+    workers = auto_workers(len(slots), job.workers)
     with progress(len(slots), "vectors", job.show) as advance:
         for a in range(0, len(slots), 256):
             part = slots[a : a + 256]
-            raw = job.encoder.encode_features([disk.features(s) for s in part])
+            raw = encode_split(job.encoder, [disk.features(s) for s in part], workers)
             emb = job.projection.apply(raw) if job.projection is not None else None
             with disk.transaction() as db:
                 disk.write_vectors(db, part, np.asarray(raw, np.float32), emb)
