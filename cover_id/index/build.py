@@ -461,8 +461,8 @@ class _Job:
         from cover_id.encoders import encode_references
         from cover_id.imageio import read_image
 
-        if self.encoder.supports_features:
-            return encode_split(self.encoder, feats, auto_workers(len(feats), self.workers))
+        if self.encoder.supports_features:  # on this thread: the extraction threads have the other cores
+            return encode_references(self.encoder, [], feats)
         return encode_references(self.encoder, [read_image(p, max_side=REF_MAX_SIDE) for p in paths])
 
 
