@@ -109,6 +109,7 @@ def test_default_worker_counts() -> None:
     assert auto_workers(AUTO_WORKERS_FROM - 1) == 1 and auto_workers(500) == cores and auto_workers(500, 3) == 3
     assert batch_workers(1) == 1 and batch_workers(100) == cores and batch_workers(100, 3) == 3
     assert batch_workers(2, 8) == 2  # never more threads than photos
+    assert auto_workers(500, None, 1) == 1 and batch_workers(100, None, 1) == 1  # --threads 1: one core in all
 
 
 def test_workers_below_one_is_a_clear_error(tmp_path: Path) -> None:

@@ -104,13 +104,14 @@ def identify_one(
         return error_entry(name, f"{name}: unexpected error while processing this photo ({type(exc).__name__}: {exc})")
 
 
-def batch_workers(n_photos: int, requested: int | None = None) -> int:
-    """Photos identified at once: ``requested``, else one per usable core (1 for a single photo)."""
+def batch_workers(n_photos: int, requested: int | None = None, threads: int | None = None) -> int:
+    """Photos identified at once: ``requested``, else one per thread of the budget (``--threads``,
+    default: every usable core); never more than there are photos."""
     from cover_id.runtime import thread_count
 
     if requested is not None and requested > 0:
         return min(int(requested), max(1, n_photos))
-    return max(1, min(thread_count(0), n_photos))
+    return max(1, min(thread_count(threads), n_photos))
 
 
 def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -217,7 +218,7 @@ def identify(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Photos identified at once, sharing one loaded index (default: one per core; 1 for a single photo).",
+        help="Photos identified at once, sharing one loaded index (default: one per CPU thread; 1 for one photo).",
     ),
     session: str | None = typer.Option(
         None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."
@@ -251,7 +252,7 @@ def identify(
         }
     )
     sources = expand_inputs(photos)
-    n_workers = batch_workers(sum(problem is None for _, problem in sources), workers)
+    n_workers = batch_workers(sum(problem is None for _, problem in sources), workers, settings.get("threads"))
     if n_workers > 1:  # each photo gets its share of the cores: nothing oversubscribes
         settings["threads"] = max(1, thread_count(settings.get("threads")) // n_workers)
     identifier = Identifier.from_index(index, settings)

@@ -27,7 +27,7 @@ def index(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Decode and extract features on N threads (default: one per usable core; 1 for under 8 images).",
+        help="Decode and extract features on N threads (default: one per CPU thread; 1 for under 8 images).",
     ),
     ray: str | None = typer.Option(
         None,

@@ -124,13 +124,14 @@ def _extract_batch(paths: list[str]) -> "list[tuple[Features | None, str | None]
     return [extract_one(p) for p in paths]
 
 
-def auto_workers(n_images: int, requested: int | None = None) -> int:
-    """Extraction threads: ``requested`` if given (>= 1), else one per usable core, 1 for a handful of images."""
+def auto_workers(n_images: int, requested: int | None = None, threads: int | None = None) -> int:
+    """Extraction threads: ``requested`` if given (>= 1), else one per thread of the budget
+    (``--threads``, default: every usable core), 1 for a handful of images."""
     from cover_id.runtime import thread_count
 
     if requested is not None and requested > 0:
         return int(requested)
-    return 1 if n_images < AUTO_WORKERS_FROM else thread_count(0)
+    return 1 if n_images < AUTO_WORKERS_FROM else thread_count(threads)
 
 
 class Extractor:
@@ -637,7 +638,8 @@ def _extract_and_append(
 
 
 def job_extractor(job: _Job, n_images: int) -> Extractor:
-    workers = job.workers if job.ray_address is not None else auto_workers(n_images, job.workers)
+    budget = job.settings.get("threads")
+    workers = job.workers if job.ray_address is not None else auto_workers(n_images, job.workers, budget)
     return Extractor(workers or 1, job.ray_address, job.settings.get("threads"))
 
 
@@ -673,7 +675,7 @@ def _encode_pending(job: _Job, disk: "Disk") -> None:
     from cover_id.progress import progress
 
     slots = [r[0] for r in disk.query("SELECT slot FROM refs WHERE has_vec = 0 ORDER BY slot")]
-    workers = auto_workers(len(slots), job.workers)
+    workers = auto_workers(len(slots), job.workers, job.settings.get("threads"))
     with progress(len(slots), "vectors", job.show) as advance:
         for a in range(0, len(slots), 256):
             part = slots[a : a + 256]
