@@ -56,7 +56,7 @@ class Settings:
     # serve
     host: str = "127.0.0.1"
     port: int = 8500
-    workers: int = 1
+    workers: int | None = None  # serve: photos identified at once (None: one per usable core)
     api_key: str | None = None
     max_upload_mb: float = 10
     cors_origins: list[str] = field(default_factory=list)

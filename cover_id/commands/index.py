@@ -24,7 +24,11 @@ def index(
     compact: bool = typer.Option(
         False, "--compact", help="Rewrite --out without deleted references, then exit (or after indexing)."
     ),
-    workers: int = typer.Option(1, "--workers", help="Decode and extract features on N local processes."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Decode and extract features on N threads (default: one per CPU thread; 1 for under 8 images).",
+    ),
     ray: str | None = typer.Option(
         None,
         "--ray",
@@ -38,8 +42,11 @@ def index(
     from rich.console import Console
 
     from cover_id.config import load_settings
+    from cover_id.errors import CoverIdError
     from cover_id.index.build import build_index
 
+    if workers is not None and workers < 1:
+        raise CoverIdError(f"--workers must be at least 1 (got {workers})")
     if compact and refs is None and metadata is None:
         from cover_id.index.store import IndexStore
 

@@ -19,8 +19,8 @@ def serve(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Photos processed at the same time (default 1). One process shares one index between "
-        "that many threads, so collection changes are seen by all of them.",
+        help="Photos processed at the same time (default: one per usable core). One process shares one "
+        "index between that many threads, so collection changes are seen by all of them.",
     ),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Key required by the write endpoints (or COVER_ID_API_KEY)."
@@ -36,8 +36,6 @@ def serve(
     ),
 ) -> None:
     """Serve the identify API, collection browsing/editing and the web page."""
-    import os
-
     from cover_id.config import load_settings
     from cover_id.errors import CoverIdError
 
@@ -53,8 +51,10 @@ def serve(
             "prices": str(prices) if prices else None,
         }
     )
+    from cover_id.runtime import thread_count
+
     try:
-        n_workers = int(settings["workers"])
+        n_workers = thread_count(0) if settings["workers"] is None else int(settings["workers"])
         port_n = int(settings["port"])
         limit_mb = float(settings["max_upload_mb"])
     except (TypeError, ValueError):
@@ -66,7 +66,7 @@ def serve(
     if limit_mb <= 0:
         raise CoverIdError(f"--max-upload-mb must be positive (got {limit_mb:g})")
     if not settings.get("threads"):
-        settings["threads"] = max(1, (os.cpu_count() or 1) // n_workers)
+        settings["threads"] = max(1, thread_count(0) // n_workers)  # nothing oversubscribes
     settings.update(workers=n_workers, port=port_n, max_upload_mb=limit_mb)
     if settings.get("api_key") is not None:
         settings["api_key"] = str(settings["api_key"])

@@ -262,6 +262,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         415: "Unsupported upload type",
         422: "Invalid parameters",
         500: "Internal error",
+        503: "Server busy: too many photos waiting for a worker (retry after the Retry-After seconds)",
     }.items()
 }
 

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from cover_id.errors import ImageError
 from cover_id.prices import PriceBook
+from cover_id.runtime import thread_count
 from cover_id.server.collection import Collection
 from cover_id.sessions import SessionStore
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from cover_id.pipeline import Identifier
 
 THUMB_CACHE = 512
+QUEUE_PER_WORKER = 8  # photos that may wait for a worker, per worker; beyond, a 503 "busy" at once
 # An absolute POSIX or Windows path (at least two components), as it may appear inside a message.
 _ABS_PATH = re.compile(r"(?:(?<![\w.:/])/|\b[A-Za-z]:[\\/])(?:[^\s'\"/\\]+[\\/])+([^\s'\"/\\]*)")
 
@@ -38,7 +40,9 @@ class ServerState:
     def __init__(self, collection: Collection, settings: dict[str, Any]) -> None:
         self.collection = collection
         self.settings = settings
-        self.workers = max(1, int(settings.get("workers") or 1))
+        self.workers = max(1, int(settings.get("workers") or thread_count(0)))
+        self.max_waiting = QUEUE_PER_WORKER * self.workers
+        self.waiting = 0  # CPU jobs running or queued (touched on the event loop only)
         self.api_key: str | None = settings.get("api_key") or None
         self.max_upload = int(float(settings.get("max_upload_mb") or 10) * 1024 * 1024)
         self.started = time.time()
@@ -54,9 +58,28 @@ class ServerState:
     def identifier(self) -> Identifier:
         return self.collection.identifier
 
+    def check_busy(self) -> None:
+        """A 503 when the queue is full: a client gets told at once instead of waiting behind everyone."""
+        if self.waiting >= self.max_waiting:
+            raise HTTPException(
+                503,
+                f"server busy: {self.waiting} photos are in hand for {self.workers} worker(s); try again shortly",
+                headers={"Retry-After": "1"},
+            )
+
     async def run(self, fn: Any, *args: Any) -> Any:
-        """Run CPU work in a worker thread, at most ``workers`` at once."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.compute)
+        """Run CPU work in a worker thread, at most ``workers`` at once and at most ``max_waiting`` queued.
+
+        Each worker thread gets ``cores / workers`` threads for its photo (``cover-id serve``
+        sets that), so the running jobs use the cores without oversubscribing them; the
+        index is loaded once and shared by every thread.
+        """
+        self.check_busy()
+        self.waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.compute)
+        finally:
+            self.waiting -= 1
 
     def thumbnail(self, path: Path, key: str, size: int) -> bytes:
         """A JPEG of the image at ``path`` with its longest side at most ``size`` (LRU-cached)."""

@@ -25,7 +25,7 @@ State = Annotated[ServerState, Depends(get_state)]
     dependencies=[Depends(require_multipart)],
     response_model=IdentifyResult,
     response_model_exclude_unset=True,
-    responses=errors(400, 413, 415),
+    responses=errors(400, 413, 415, 503),
 )
 async def identify(
     state: State,
@@ -35,6 +35,7 @@ async def identify(
     session: str | None = Query(None, max_length=64, description="Also add the result to this scan session."),
 ) -> Any:
     """The same JSON object as `cover-id identify --json` prints for one photo (plus prices)."""
+    state.check_busy()  # before the upload is read into memory
     data = await read_upload(state, file)
     want_multi = bool(multi or multi_q)
     name = file.filename or "upload"
@@ -57,13 +58,14 @@ async def identify(
     summary="Nearest references by embedding",
     dependencies=[Depends(require_multipart)],
     response_model=ImageSearch,
-    responses=errors(400, 413, 415),
+    responses=errors(400, 413, 415, 503),
 )
 async def search_by_image(
     state: State,
     file: UploadFile = File(..., description=UPLOAD_DOC),
     k: int = Query(10, ge=1, le=50, description="How many references (1-50)."),
 ) -> Any:
+    state.check_busy()
     data = await read_upload(state, file)
     t0 = time.perf_counter()
     store = state.identifier.store
