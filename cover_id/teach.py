@@ -33,12 +33,16 @@ class Rectified:
     inliers: int = 0
 
 
-def rectify_for(identifier: "Identifier", store: "IndexStore", source: "Source", row: int) -> Rectified | None:
-    """The cover of ``row`` as seen in the photo, warped into the reference's frame; None if it cannot be found.
+def rectify_for(
+    identifier: "Identifier", store: "IndexStore", source: "Source", row: int
+) -> tuple[Rectified | None, str]:
+    """The cover of ``row`` as seen in the photo, warped into the reference's frame (or None), and why.
 
     Verified against that one reference in the rectified cover and the whole photo; the view with the
     stronger evidence gives the homography (reference -> photo), which is inverted to lift the photo's
-    pixels onto the reference's frame. Without a trustworthy homography the detected outline is used.
+    pixels onto the reference's frame. Without a trustworthy homography (another edition, a worn cover)
+    the detected outline is used, but only when the photo does not match another item of the collection:
+    a mistaken label must not teach the index to confuse two items.
     """
     import cv2
     import numpy as np
@@ -65,7 +69,11 @@ def rectify_for(identifier: "Identifier", store: "IndexStore", source: "Source",
         size = (max(8, round(w * scale)), max(8, round(h * scale)))
         lift = np.diag([scale, scale, 1.0]) @ np.linalg.inv(to_photo)
         crop = cv2.warpPerspective(image, lift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return Rectified(crop, "homography", int(best.inliers))
-    if quad is not None:
-        return Rectified(rectify(image, quad.corners), "outline")
-    return None
+        return Rectified(crop, "homography", int(best.inliers)), "verified against the item"
+    item = store.item_keys([row])[0]
+    seen = identifier.identify(image)
+    if seen["decision"] in ("accept", "review") and seen["match"] and seen["match"]["id"] != item:
+        return None, f"the photo matches another item ({seen['match']['id']})"
+    if quad is None:
+        return None, "the cover could not be found in the photo"
+    return Rectified(rectify(image, quad.corners), "outline"), "the detected outline"

@@ -400,6 +400,17 @@ class IndexStore:
                 out.append(rec.get("item") or rec["id"])
         return out
 
+    def view_rows(self) -> set[int]:
+        """Rows that are extra views of an item (not its primary)."""
+        out = set()
+        for (slot,) in self._disk.query("SELECT slot FROM refs WHERE item IS NOT NULL AND item != id AND deleted = 0"):
+            row = self._row_of_slot(int(slot))
+            if row is not None:
+                out.add(row)
+        n = len(self._live)
+        out.update(n + j for j, p in enumerate(self._pending) if p[0].get("item") not in (None, p[0]["id"]))
+        return out
+
     def views_of(self, item: str) -> list[int]:
         """Rows of every view of ``item`` (the primary first, then in the order they were added)."""
         rows: list[int] = []

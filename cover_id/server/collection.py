@@ -222,7 +222,7 @@ class Collection:
             primary = current.records[row]
             item = primary.get("item") or primary["id"]  # a view's id names its item
             base = current.records[current.index_of(item) or row]
-            n = len(current.views_of(item)) + 1
+            n = max(1, len(current.views_of(item)))  # the primary is view 0
             view_id = f"{item}--{source}-{n}"
             while current.index_of(view_id) is not None:
                 n += 1
@@ -262,13 +262,19 @@ class Collection:
         return store, i
 
     def listing(self, offset: int, limit: int, q: str | None) -> tuple["IndexStore", list[int], int]:
-        """Rows matching ``q`` (case-insensitive, any word in id, name or a field), paged."""
+        """Items (one row each: its primary view) matching ``q``, paged.
+
+        ``q``: words that must all start a word of the id, name or any string field (SQLite FTS5,
+        best match first); without ``q`` every item in collection order.
+        """
         store = self.identifier.store
-        rows = list(range(store.size))
         if q and q.strip():
-            words = q.lower().split()
-            hay = [_haystack(r) for r in store.records]
-            rows = [i for i in rows if all(w in hay[i] for w in words)]
+            rows = item_rows(store, store.text_search(q, 1 << 30))
+        elif store.has_views:
+            views = store.view_rows()
+            rows = [i for i in range(store.size) if i not in views]
+        else:
+            rows = list(range(store.size))
         return store, rows[offset : offset + limit], len(rows)
 
     def stats(self) -> dict[str, Any]:
@@ -294,10 +300,19 @@ def orphan_images(store: "IndexStore", added_dir: Path) -> list[Path]:
     return sorted(p for p in added_dir.iterdir() if p.is_file() and p.name not in used and not p.name.startswith("."))
 
 
-def _haystack(record: dict[str, Any]) -> str:
-    parts = [str(v) for v in record.values() if isinstance(v, (str, int, float))]
-    parts += [str(x) for v in record.values() if isinstance(v, list) for x in v]
-    return " ".join(parts).lower()
+def item_rows(store: "IndexStore", rows: list[int]) -> list[int]:
+    """``rows`` as items: a view's hit becomes its item's primary row; each item once, in order."""
+    if not store.has_views:
+        return rows
+    out: list[int] = []
+    seen: set[int] = set()
+    for row, key in zip(rows, store.item_keys(rows)):
+        primary = store.index_of(key)
+        row = row if primary is None else primary
+        if row not in seen:
+            seen.add(row)
+            out.append(row)
+    return out
 
 
 def _number(v: Any) -> bool:

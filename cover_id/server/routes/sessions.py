@@ -277,9 +277,9 @@ async def _teach(state: ServerState, action: str, truth: str, photo: bytes, want
 
     def work() -> dict:
         store, row = state.collection.find(truth)
-        found = rectify_for(state.identifier, store, photo, row)
+        found, why = rectify_for(state.identifier, store, photo, row)
         if found is None:
-            return {"view": None, "taught": "no: the cover could not be found in the photo"}
+            return {"view": None, "taught": f"no: {why}"}
         record = state.collection.add_view(truth, found.image, "feedback", view_how=found.how)
         return {"view": {"id": record["id"], "how": found.how, "inliers": found.inliers}, "taught": "yes"}
 
