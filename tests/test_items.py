@@ -191,5 +191,8 @@ def test_text_search_follows_every_write_and_old_indexes_are_migrated(tmp_path: 
     coll.add((tmp_path / "refs" / "cover_003.jpg").read_bytes(), "Water Lilies", "lilies", {"artist": "Monet"})
     assert [coll.store.records[i]["id"] for i in coll.store.text_search("monet")] == ["lilies"]
     assert ids("monet") == ["lilies"]  # committed: another process sees it
+    build_index(index, metadata=catalog, settings={"encoder": "local"}, show_progress=False)
+    assert ids("monet") == ["lilies"]  # a re-run of the build keeps what was added while serving
+    coll = Collection(Identifier.from_index(index, {"threads": 1}), index)
     coll.remove("lilies")
     assert ids("monet") == [] and coll.store.text_search("monet") == []
