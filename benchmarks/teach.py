@@ -89,7 +89,10 @@ def one_set(name: str, n_items: int, threads: int, seed: int) -> dict[str, Any]:
         items = sorted({item for _, item in pairs})[: n_items or None]
         taught = set(items)
         t0 = time.perf_counter()
-        before = [run(ident, [p for p in pairs if p[1] in taught]), run(ident, [p for p in pairs if p[1] not in taught])]
+        before = [
+            run(ident, [p for p in pairs if p[1] in taught]),
+            run(ident, [p for p in pairs if p[1] not in taught]),
+        ]
         coll = Collection(ident, index)
         how = teach(ident, coll, items, seed)
         after = [run(ident, [p for p in pairs if p[1] in taught]), run(ident, [p for p in pairs if p[1] not in taught])]
@@ -112,9 +115,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     rows = [one_set(s, args.items, args.threads, args.seed) for s in args.sets]
-    print("| set | photos | items taught (how) | photos of taught items: accepted-correct before → after | "
-          "false accepts, closed, before → after | open set accepted (item left out) before → after | other photos: "
-          "accepted-correct before → after |")  # fmt: skip
+    print(
+        "| set | photos | items taught (how) | photos of taught items: accepted-correct before → after | "
+        "false accepts, closed, before → after | open set accepted (item left out) before → after | other photos: "
+        "accepted-correct before → after |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         (tc_b, to_b), (oc_b, oo_b) = r["before"]

@@ -54,7 +54,12 @@ def test_item_folders_and_catalog_image_lists(tmp_path: Path) -> None:
     found, skipped = scan_folder_report(refs)
     assert skipped == []
     recs = {r.id: r.record() for r in found}
-    assert set(recs) == {"loch-jp001-dark-magician", "loch-jp001-dark-magician--front", "shelf--the-matrix", "shelf--heat"}
+    assert set(recs) == {
+        "loch-jp001-dark-magician",
+        "loch-jp001-dark-magician--front",
+        "shelf--the-matrix",
+        "shelf--heat",
+    }
     primary = recs["loch-jp001-dark-magician"]
     assert primary["filename"] == "LOCH-JP001_dark_magician/back.jpg"  # the first image (sorted) is the primary view
     assert primary["name"] == "Dark Magician" and primary["set_code"] == "LOCH-JP001"
@@ -68,10 +73,18 @@ def test_item_folders_and_catalog_image_lists(tmp_path: Path) -> None:
 
     catalog = tmp_path / "catalog.jsonl"
     catalog.write_text(
-        json.dumps({"id": "heat", "name": "Heat", "local_filename": "refs/shelf/heat.jpg",
-                    "images": ["refs/shelf/the_matrix.jpg", "refs/shelf/heat.jpg"]}) + "\n"
-        + json.dumps({"id": "odd", "local_filename": "x.jpg", "images": "not a list"}) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                "id": "heat",
+                "name": "Heat",
+                "local_filename": "refs/shelf/heat.jpg",
+                "images": ["refs/shelf/the_matrix.jpg", "refs/shelf/heat.jpg"],
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "odd", "local_filename": "x.jpg", "images": "not a list"})
+        + "\n"
+    )
     refs_m, skipped_m, _ = load_metadata(catalog)
     assert [(r.id, r.filename, r.fields.get("item")) for r in refs_m] == [
         ("heat", "refs/shelf/heat.jpg", "heat"),
@@ -136,7 +149,9 @@ def test_a_catalog_view_carries_its_item(tmp_path: Path) -> None:
     ]
     lines[2]["images"] = ["refs/poster_side.jpg"]
     (tmp_path / "catalog.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    build_index(tmp_path / "idx", metadata=tmp_path / "catalog.jsonl", settings={"encoder": "local"}, show_progress=False)
+    build_index(
+        tmp_path / "idx", metadata=tmp_path / "catalog.jsonl", settings={"encoder": "local"}, show_progress=False
+    )
     r = _identify(tmp_path / "idx", _photo(tmp_path, 7, 5))
     assert r["decision"] == "accept"
     assert r["match"]["id"] == "c2" and r["match"]["filename"] == "refs/cover_002.jpg" and r["match"]["price"] == 2
@@ -154,10 +169,15 @@ def test_text_search_follows_every_write_and_old_indexes_are_migrated(tmp_path: 
     write_covers(tmp_path / "refs", 4)
     lines = [
         {"id": "wave", "name": "The Great Wave", "artist": "Hokusai", "local_filename": "refs/cover_000.jpg"},
-        {"id": "stars", "name": "Starry Night", "artist": "Van Gogh", "local_filename": "refs/cover_001.jpg",
-         "tags": ["night", "Saint-Rémy"]},
+        {
+            "id": "stars",
+            "name": "Starry Night",
+            "artist": "Van Gogh",
+            "local_filename": "refs/cover_001.jpg",
+            "tags": ["night", "Saint-Rémy"],
+        },
         {"id": "card", "name": "Dark Magician", "set_code": "LOCH-JP001", "local_filename": "refs/cover_002.jpg"},
-    ]  # fmt: skip
+    ]
     catalog = tmp_path / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(x) + "\n" for x in lines))
     index = tmp_path / "idx"

@@ -269,8 +269,12 @@ def test_teaching_needs_the_api_key_and_deleting_an_item_takes_its_views(world: 
         form = {"action": "confirm", "ref_id": "cover-002"}
         r = c.post("/api/feedback", files=jpeg(world["photo"]), data=form)
         assert r.status_code == 201 and r.json()["view"] is None and "API key" in r.json()["taught"]
-        r = c.post("/api/feedback", files=jpeg(world["photo"]), data={**form, "teach": "false"},
-                   headers={"X-API-Key": "sesame"})  # fmt: skip
+        r = c.post(
+            "/api/feedback",
+            files=jpeg(world["photo"]),
+            data={**form, "teach": "false"},
+            headers={"X-API-Key": "sesame"},
+        )
         assert r.json()["taught"] == "no: not asked to"
         r = c.post("/api/feedback", files=jpeg(world["photo"]), data=form, headers={"X-API-Key": "sesame"})
         assert r.json()["taught"] == "yes", r.json()

@@ -293,7 +293,7 @@ def load_metadata(catalog: Path) -> tuple[list[Reference], list[Skipped], Path]:
             ids.add(ref_id)
             name = str(obj.get("name") or parse_label(path.stem)["name"])
             fields = {k: v for k, v in obj.items() if k not in ("id", "name")}
-            views = []
+            views: list[tuple[Path, str]] = []
             for extra in images:
                 v_path, v_name = _locate(extra, catalog.parent, root)
                 if v_name != filename and v_name not in (v[1] for v in views):

@@ -55,7 +55,9 @@ class SearchHits(BaseModel):
     )
 
 
-@router.get("/api/search", summary="Text search: catalog fields, then pictures", response_model=SearchHits)
+@router.get(
+    "/api/search", summary="Text search: catalog fields, then pictures", response_model=SearchHits, responses=errors()
+)
 async def search(
     state: State,
     q: str = Query(..., min_length=1, max_length=200, description="Words, e.g. a name, an artist, a set code."),
