@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -374,7 +375,7 @@ class IndexStore:
             return True
         try:
             rows = self._disk.query("SELECT slot FROM refs WHERE item IS NOT NULL AND item != id AND deleted = 0")
-        except sqlite3_error():
+        except sqlite3.Error:  # an index opened read-only before the item column existed
             return False
         return any(self._row_of_slot(int(s)) is not None for (s,) in rows)
 
@@ -426,21 +427,22 @@ class IndexStore:
         return rows
 
     def text_search(self, query: str, limit: int = 50) -> list[int]:
-        """Rows whose catalog strings contain every word of ``query`` (word prefixes), best first.
+        """Up to ``limit`` rows whose catalog strings contain every word of ``query`` (as word prefixes), best first.
 
         SQLite FTS5 over every string field of the records (name, artist, set code, ...), kept in
-        step with every write; without FTS5 a case-insensitive scan of the records.
+        step with every write; without FTS5 a case-insensitive scan of the records. Rows are
+        views: an item with several images may come more than once (see ``server.collection.item_rows``).
         """
         import re
 
         words = re.findall(r"\w+", query.lower())
-        if not words:
+        if not words or limit <= 0:
             return []
         rows: list[int] = []
         if getattr(self._disk, "has_fts", False):
-            match = " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+            match = " ".join('"' + w + '"*' for w in words)  # \w+ words: no quote to escape
             for (slot,) in self._disk.query(
-                "SELECT rowid FROM refs_fts WHERE refs_fts MATCH ? ORDER BY rank LIMIT ?", (match, int(limit) * 4 + 50)
+                "SELECT rowid FROM refs_fts WHERE refs_fts MATCH ? ORDER BY rank LIMIT ?", (match, int(limit))
             ):
                 row = self._row_of_slot(int(slot))
                 if row is not None:
@@ -452,7 +454,7 @@ class IndexStore:
             text = " ".join(_strings(self.records[i])).lower()
             if all(w in text for w in words):
                 rows.append(i)
-        return rows[: max(int(limit) * 4 + 50, 0)]
+        return rows[:limit]
 
     # ---- search ------------------------------------------------------------------
     def _global(self) -> "GlobalIndex":
@@ -741,12 +743,6 @@ def describe_spec(spec: dict[str, Any]) -> str:
     params = spec.get("params") or {}
     inner = ", ".join(str(v) for v in params.values() if v is not None and not isinstance(v, (dict, list)))
     return f"'{spec.get('name')}'" + (f" ({inner})" if inner else "")
-
-
-def sqlite3_error() -> type[Exception]:
-    import sqlite3
-
-    return sqlite3.Error
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -70,7 +70,7 @@ async def search(
 
     ident = state.identifier
     store = ident.store
-    rows = item_rows(store, store.text_search(q, k))[:k]
+    rows = item_rows(store, store.text_search(q, 4 * k + 20))[:k]  # room for items with several views
     items = [{**state.record(store, i), "via": "catalog"} for i in rows]
     tower = text_search_available(ident)
     if tower:
