@@ -123,6 +123,8 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(
     assert all(a["id"] != "cover-002" for a in again["alternatives"])
     assert c.get("/api/refs").json()["total"] == 8  # browsing lists items, not their views
     assert c.get(f"/api/refs/{view}").json()["item"] == "cover-002"
+    assert c.get("/api/refs/cover-002").json()["views"] == [view]
+    assert c.get(f"/api/refs/{view}/image").content[:2] == b"\xff\xd8"  # the rectified photo
     # the user says the second one is cover-006 (wrong on purpose: verify must then see it as a miss)
     r = c.post("/api/feedback", json={"action": "correct", "session": sid, "item": second["id"], "ref_id": "cover-006"})
     assert r.status_code == 201 and r.json()["predicted"] == "cover-005"

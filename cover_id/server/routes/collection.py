@@ -92,7 +92,13 @@ def _by_price(item: dict[str, Any]) -> tuple[int, float, str]:
 @router.get("/api/refs/{ref_id}", summary="One reference", response_model=ReferenceDetail, responses=errors(404))
 async def get_ref(state: State, ref_id: str) -> Any:
     store, i = state.collection.find(ref_id)
-    return state.record(store, i, {"added_via_api": state.collection.is_added(store, i)})
+    extra: dict[str, Any] = {"added_via_api": state.collection.is_added(store, i)}
+    rec = store.records[i]
+    if store.has_views and rec.get("item") in (None, rec["id"]):
+        views = [store.records[r]["id"] for r in store.views_of(rec["id"]) if r != i]
+        if views:
+            extra["views"] = views  # the item's other images (GET /api/refs/{view}/image shows each)
+    return state.record(store, i, extra)
 
 
 @router.get(
