@@ -113,9 +113,22 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(
     second = c.post(f"/api/identify?session={sid}", files=jpeg(photo5, "p5.jpg")).json()["session_item"]
     r = c.post("/api/feedback", json={"action": "confirm", "session": sid, "item": first["id"]})
     assert r.status_code == 201 and r.json()["truth"] == "cover-002"
+    # the confirmed photo became an extra view of its item, used from the next request on
+    assert r.json()["taught"] == "yes" and r.json()["view"]["how"] == "homography", r.json()
+    view = r.json()["view"]["id"]
+    assert view == "cover-002--feedback-1" and r.json()["view"]["inliers"] >= 12
+    again = c.post("/api/identify", files=jpeg(world["photo"], "p2-again.jpg")).json()
+    assert again["decision"] == "accept" and again["match"]["id"] == "cover-002" and again["match"]["view"] == view
+    assert again["match"]["filename"] == "refs/cover_002.jpg"  # still the item's own image
+    assert all(a["id"] != "cover-002" for a in again["alternatives"])
+    assert c.get("/api/refs").json()["total"] == 8  # browsing lists items, not their views
+    assert c.get(f"/api/refs/{view}").json()["item"] == "cover-002"
+    assert c.get("/api/refs/cover-002").json()["views"] == [view]
+    assert c.get(f"/api/refs/{view}/image").content[:2] == b"\xff\xd8"  # the rectified photo
     # the user says the second one is cover-006 (wrong on purpose: verify must then see it as a miss)
     r = c.post("/api/feedback", json={"action": "correct", "session": sid, "item": second["id"], "ref_id": "cover-006"})
     assert r.status_code == 201 and r.json()["predicted"] == "cover-005"
+    assert r.json()["view"] is None and r.json()["taught"] == "no: the photo matches another item (cover-005)"
     items = {i["id"]: i for i in c.get(f"/api/sessions/{sid}").json()["items"]}
     fixed = items[second["id"]]
     assert fixed["ref_id"] == "cover-006" and fixed["correction"]["from"] == "cover-005" and fixed["confirmed"]
@@ -125,7 +138,7 @@ def test_feedback_corrects_items_and_exports_truth_for_verify(
     r = c.post(
         "/api/feedback", files=jpeg(absent, "stranger.jpg"), data={"action": "absent", "predicted_id": "cover-007"}
     )
-    assert r.status_code == 201 and r.json()["truth"] is None
+    assert r.status_code == 201 and r.json()["truth"] is None and r.json()["view"] is None
     for bad, message in [
         ({"action": "correct", "session": sid, "item": first["id"]}, "ref_id"),
         ({"action": "correct", "session": sid, "item": first["id"], "ref_id": "zzz"}, "zzz"),
@@ -245,3 +258,39 @@ def test_unusable_sessions_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_feedback_on_an_unreadable_photo_is_a_400(srv: SimpleNamespace) -> None:
     r = srv.client.post("/api/feedback", files=jpeg(b"\xff\xd8\xffjunk"), data={"action": "absent"})
     assert r.status_code == 400 and "/" not in detail(r)
+
+
+def test_teaching_needs_the_api_key_and_deleting_an_item_takes_its_views(world: dict, tmp_path: Path) -> None:
+    import shutil
+
+    index = tmp_path / "idx"
+    shutil.copytree(world["index"], index)
+    s = serve(index, {"api_key": "sesame"})
+    try:
+        c = s.client
+        form = {"action": "confirm", "ref_id": "cover-002"}
+        r = c.post("/api/feedback", files=jpeg(world["photo"]), data=form)
+        assert r.status_code == 201 and r.json()["view"] is None and "API key" in r.json()["taught"]
+        r = c.post(
+            "/api/feedback",
+            files=jpeg(world["photo"]),
+            data={**form, "teach": "false"},
+            headers={"X-API-Key": "sesame"},
+        )
+        assert r.json()["taught"] == "no: not asked to"
+        r = c.post("/api/feedback", files=jpeg(world["photo"]), data=form, headers={"X-API-Key": "sesame"})
+        assert r.json()["taught"] == "yes", r.json()
+        view = r.json()["view"]["id"]
+        assert (tmp_path / "idx.added" / f"{view}.jpg").is_file()
+        hits = c.get("/api/search", params={"q": "number 2"}).json()
+        assert [x["id"] for x in hits["items"]] == ["cover-002"] and hits["items"][0]["via"] == "catalog"
+        assert hits["text_tower"] is False
+        assert c.get("/api/refs", params={"q": "film"}).json()["total"] == 8
+        assert c.delete("/api/refs/cover-002", headers={"X-API-Key": "sesame"}).status_code == 200
+        assert c.get(f"/api/refs/{view}").status_code == 404  # the item's views went with it
+        assert not (tmp_path / "idx.added" / f"{view}.jpg").exists()
+        after = c.post("/api/identify", files=jpeg(world["photo"])).json()
+        assert after["decision"] != "accept" and (after["match"] or {}).get("id") != "cover-002"
+    finally:
+        s.client.close()
+        s.server.stop()

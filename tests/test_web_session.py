@@ -55,6 +55,11 @@ def test_identify_two_photos_correct_one_and_export(browser, site: SimpleNamespa
     _identify(page, p2, 1)
     assert page.text_content("#decision") == "accept" and page.text_content("#match-name") == "Film number 2"
     assert page.text_content("#match-price") == "4.50 EUR"
+    # "yes, that's it": the confirmed photo becomes an extra view of the item
+    page.click("#fb-confirm")
+    page.wait_for_function("document.getElementById('fb-status').textContent.startsWith('Thanks')")
+    assert "extra view" in page.text_content("#fb-status")
+    assert site.client.get("/api/refs/cover-002--feedback-1").json()["item"] == "cover-002"
     _identify(page, p5, 2)
     assert page.text_content("#match-name") == "Film number 5"
     page.wait_for_function("document.getElementById('session-total').textContent.includes('14.50 EUR')")

@@ -28,6 +28,11 @@ class Probe:
     kind: str = "photo"  # "selftest" or "photo"
     cosines: dict[str, dict[int, float]] = field(default_factory=dict)  # per variant, as the pipeline saw them
     store: IndexStore | None = None  # the IndexStore it was identified against (outlines for the rival rule)
+    items: dict[int, int] = field(default_factory=dict)  # extra view's row -> its item's row (several images per item)
+
+    def item(self, i: int) -> int:
+        """The row that stands for the item reference row ``i`` is a view of (``i`` itself for most)."""
+        return self.items.get(i, i)
 
     def cosine(self, variant: str, i: int) -> float:
         cos = self.cosines.get(variant)
@@ -36,18 +41,18 @@ class Probe:
     @property
     def match(self) -> int | None:
         ranked = self.variants.get(self.result.get("strategy") or "", [])
-        return ranked[0].ref_index if ranked else None
+        return self.item(ranked[0].ref_index) if ranked else None
 
     def geom(self, i: int | None) -> float:
         """Best geometric score of reference ``i`` in any view (0 when it was not verified)."""
-        return max((m.score for r in self.variants.values() for m in r if m.ref_index == i), default=0.0)
+        return max((m.score for r in self.variants.values() for m in r if self.item(m.ref_index) == i), default=0.0)
 
     def best_wrong_geom(self) -> tuple[int | None, float]:
         best: tuple[int | None, float] = (None, -1.0)
         for ranked in self.variants.values():
             for m in ranked:
-                if m.ref_index != self.truth and m.score > best[1]:
-                    best = (m.ref_index, m.score)
+                if self.item(m.ref_index) != self.truth and m.score > best[1]:
+                    best = (self.item(m.ref_index), m.score)
                     break  # ranked lists are sorted
         return best if best[0] is not None else (None, 0.0)
 
@@ -72,7 +77,7 @@ class Probe:
         if self.truth is None:
             return False
         ranked = self.variants.get(self.result.get("strategy") or "", [])
-        return any(m.ref_index == self.truth for m in ranked[:5])
+        return any(self.item(m.ref_index) == self.truth for m in ranked[:5])
 
     def summary(self, store: IndexStore) -> dict[str, Any]:
         """JSON-able facts about this probe."""
@@ -128,4 +133,20 @@ class Prober:
             variants[name] = list(ranked)
             cosines[name] = dict(cos)
         thumb = thumbnail(image) if keep_thumb and image is not None else b""
-        return Probe(label, truth, result, sims, variants, thumb, kind, cosines, store)
+        if truth is not None and store.has_views:  # a label naming one of an item's images names the item
+            primary = store.index_of(store.item_keys([truth])[0])
+            truth = truth if primary is None else primary
+        return Probe(label, truth, result, sims, variants, thumb, kind, cosines, store, _items(store, variants))
+
+
+def _items(store: IndexStore, variants: dict[str, list]) -> dict[int, int]:
+    """Rows among the candidates that are extra views of an item -> the row of the item (its primary view)."""
+    if not store.has_views:
+        return {}
+    rows = sorted({m.ref_index for ranked in variants.values() for m in ranked})
+    out = {}
+    for row, key in zip(rows, store.item_keys(rows)):
+        primary = store.index_of(key)
+        if primary is not None and primary != row:
+            out[row] = primary
+    return out

@@ -20,15 +20,18 @@ def redecide(probe: Probe, thresholds: Thresholds, exclude: int | None = None) -
     from cover_id.pipeline import choose
 
     variants = {
-        k: (v, probe.cosines.get(k) or {m.ref_index: float(probe.sims[m.ref_index]) for m in v})
+        k: (
+            [m for m in v if exclude is None or probe.item(m.ref_index) != exclude],  # every view of the item goes
+            probe.cosines.get(k) or {m.ref_index: float(probe.sims[m.ref_index]) for m in v},
+        )
         for k, v in probe.variants.items()
     }
     # Without a store (probes built by hand) there are no outlines: the rival rule treats every rival as overlapping.
-    ordered, decision = choose(cast("IndexStore", probe.store), variants, thresholds, exclude)
+    ordered, decision = choose(cast("IndexStore", probe.store), variants, thresholds)
     ranked = ordered[0][1][0] if ordered else []
     if not ranked:
         return "reject", None, 0.0
-    return decision, ranked[0].ref_index, ranked[0].score
+    return decision, probe.item(ranked[0].ref_index), ranked[0].score
 
 
 def rates(probes: list[Probe], th: Thresholds) -> dict[str, Any]:

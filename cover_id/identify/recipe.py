@@ -206,6 +206,7 @@ class Identifier:
         """
         from cover_id.identify import consistency, prominence, retrieve
         from cover_id.identify.decide import choose
+        from cover_id.identify.items import collapse
         from cover_id.identify.result import cover_result
         from cover_id.identify.verify import Verifier
 
@@ -228,6 +229,7 @@ class Identifier:
             rows, cosines = retrieve.shortlist(store, views, photo.vectors, top_k, self.config.rerank_k, voted, hits)
         with photo.timed("rerank"):
             photo.variants = verifier.candidates(rows, cosines)
+            photo.variants = collapse(store, photo.variants)  # an item's best view carries it
         ordered, decision = choose(store, photo.variants, self.policy)
         with photo.timed("consistency"):
             others: list = []
@@ -328,7 +330,7 @@ class Identifier:
         store = self.store
         image, _ = self.read(source)
         vec = self.embed([image], [self.features(image)], store)
-        return [{**store.records[i], "cosine": round(s, 4)} for i, s in self.search(vec, k, store)[0]]
+        return _hits(store, self.search(vec, k, store)[0])
 
     def search_by_text(self, query: str, k: int = 10) -> list[dict[str, Any]]:
         if not self.encoder.supports_text:
@@ -337,4 +339,12 @@ class Identifier:
             )
         store = self.store
         vec = store.embed(self.encoder.encode_text([query]))
-        return [{**store.records[i], "cosine": round(s, 4)} for i, s in self.search(vec, k, store)[0]]
+        return _hits(store, self.search(vec, k, store)[0])
+
+
+def _hits(store: "IndexStore", found: list[tuple[int, float]]) -> list[dict[str, Any]]:
+    """Search results as records with their cosine, each item once (its best view)."""
+    from cover_id.identify.items import present, unique_items
+
+    cosine = dict(found)
+    return [{**present(store, i), "cosine": round(cosine[i], 4)} for i in unique_items(store, [i for i, _ in found])]

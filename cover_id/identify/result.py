@@ -74,10 +74,12 @@ class Photo:
 
 def describe(store: "IndexStore", m: "GeomMatch | None", cosines: dict[int, float]) -> dict[str, Any] | None:
     """A candidate as JSON: its catalog record plus the evidence."""
+    from cover_id.identify.items import present
+
     if m is None:
         return None
     return {
-        **store.records[m.ref_index],
+        **present(store, m.ref_index),
         "cosine": round(cosines.get(m.ref_index, 0.0), 4),
         "geom_score": round(m.score, 4),
         "inliers": m.inliers,
@@ -111,7 +113,9 @@ def cover_result(
         o_best = o_ranked[0] if o_ranked else None
         other = {
             "strategy": o_name,
-            "match_id": store.records[o_best.ref_index]["id"] if o_best else None,
+            "match_id": (store.records[o_best.ref_index].get("item") or store.records[o_best.ref_index]["id"])
+            if o_best
+            else None,
             "cosine": round(o_cos.get(o_best.ref_index, 0.0), 4) if o_best else None,
             "geom_score": round(o_best.score, 4) if o_best else 0.0,
             "inliers": o_best.inliers if o_best else 0,

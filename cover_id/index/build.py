@@ -729,7 +729,8 @@ def _incremental(
                     replace[ref.filename] = k[0]
                 todo.append((ref, sha, st))
     _duplicates(pairs, report)
-    gone = [k[0] for fn, k in known.items() if fn not in seen]
+    added = Path(old.path).resolve().parent / f"{Path(old.path).resolve().name}.added" if old.path else None
+    gone = [k[0] for fn, k in known.items() if fn not in seen and not _kept_addition(fn, added)]
     report.removed = len(gone)
     if touch or gone:
         with disk.transaction() as db:
@@ -750,6 +751,13 @@ def _incremental(
     store.save()
     report.indexed = store.size
     old.__dict__.update(store.__dict__)
+
+
+def _kept_addition(filename: str, added: Path | None) -> bool:
+    """A reference added while serving (``POST /api/refs``, a taught view): its image lives in
+    ``INDEX.added/``, not in the catalog, and a re-run of the build keeps it."""
+    p = Path(filename)
+    return added is not None and p.is_absolute() and p.parent.resolve() == added
 
 
 def _check_head(projection: Any, spec: dict[str, Any], dim: int, check_state: bool) -> None:

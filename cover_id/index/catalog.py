@@ -2,9 +2,16 @@
 
 Folder: every image below it is one item; its filename is its label
 (``LOCH-JP001_dark_magician_pscr.jpg`` -> name "Dark Magician", set_code
-"LOCH-JP001", rarity "PScR"). Catalog: one JSON object a line with ``id``,
-``name``, ``cover_id``, ``cover_url``, ``local_filename``; every other field
-is kept and returned with matches.
+"LOCH-JP001", rarity "PScR"). A folder holding an ``item.json`` is one item
+with several images (``refs/<item>/*.jpg``; the folder name is the label, the
+file's object adds fields). Catalog: one JSON object a line with ``id``,
+``name``, ``cover_id``, ``cover_url``, ``local_filename`` (and optionally
+``images``: more images of the same item); every other field is kept and
+returned with matches.
+
+Several images of one item become one reference each (a *view*): the first is
+the item's primary view (its id is the item's id), every view's record names
+the item in ``item``. See :mod:`cover_id.identify.items`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ RARITIES = {
 }
 _SET_CODE = re.compile(r"^([A-Za-z0-9]{2,6}-[A-Za-z]{0,3}\d{2,4}[A-Za-z]?)[_ ]+(.+)$")
 _RARITY = re.compile(r"^(.+?)[_ ]+(" + "|".join(RARITIES) + r")$", re.IGNORECASE)
+ITEM_FILE = "item.json"  # marks a folder as one item with several images
 
 
 @dataclass
@@ -162,16 +170,62 @@ def scan_folder_report(root: Path) -> tuple[list[Reference], list[Skipped]]:
     paths, skipped = walk_images(root)
     refs: list[Reference] = []
     seen: dict[str, int] = {}
+    items: dict[Path, tuple[str, str, dict[str, Any]] | None] = {}  # item folder -> (id, name, fields)
+    started: set[str] = set()
     for path in paths:
         rel = path.relative_to(root).as_posix()
-        label = parse_label(path.stem)
-        ref_id = slug_id(rel)
+        folder = _item_folder(path.parent, root, items, skipped)
+        if folder is not None:
+            item_id, name, fields = items[folder]  # type: ignore[misc]
+            ref_id = slug_id(rel) if item_id in started else item_id  # the first image is the primary view
+            started.add(item_id)
+            fields = {**fields, "item": item_id}
+        else:
+            label = parse_label(path.stem)
+            ref_id, name = slug_id(rel), label["name"]
+            fields = {k: v for k, v in label.items() if k != "name"}
         if ref_id in seen:  # a.jpg and a.png: keep both, distinguish by extension
             ref_id = f"{ref_id}-{path.suffix.lower().lstrip('.')}"
         seen[ref_id] = 1
-        fields = {k: v for k, v in label.items() if k != "name"}
-        refs.append(Reference(id=ref_id, name=label["name"], filename=rel, path=path, fields=fields))
+        refs.append(Reference(id=ref_id, name=name, filename=rel, path=path, fields=fields))
     return refs, skipped
+
+
+def _item_folder(
+    folder: Path, root: Path, items: "dict[Path, tuple[str, str, dict[str, Any]] | None]", skipped: list[Skipped]
+) -> Path | None:
+    """The nearest folder from ``folder`` up to (not including) ``root`` that holds an ``item.json``.
+
+    ``items`` caches every folder looked at: its (item id, name, fields), or None without a marker.
+    """
+    while folder != root and root in folder.parents:
+        if folder not in items:
+            items[folder] = _read_item(folder, root, skipped)
+        if items[folder] is not None:
+            return folder
+        folder = folder.parent
+    return None
+
+
+def _read_item(folder: Path, root: Path, skipped: list[Skipped]) -> tuple[str, str, dict[str, Any]] | None:
+    """(id, name, fields) of an item folder, or None when ``folder`` has no ``item.json``."""
+    marker = folder / ITEM_FILE
+    if not marker.is_file():
+        return None
+    rel = folder.relative_to(root).as_posix()
+    label = parse_label(folder.name)
+    fields: dict[str, Any] = {k: v for k, v in label.items() if k != "name"}
+    try:
+        extra = json.loads(marker.read_text(encoding="utf-8") or "{}")
+        if not isinstance(extra, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        skipped.append(Skipped(f"{rel}/{ITEM_FILE}", f"its fields are ignored ({str(exc).splitlines()[0][:80]})"))
+        extra = {}
+    item_id = str(extra.get("id") or "--".join(slug_id(part + ".x") for part in rel.split("/")))
+    name = str(extra.get("name") or label["name"])
+    fields.update({k: v for k, v in extra.items() if k not in ("id", "name", "filename", "item")})
+    return item_id, name, fields
 
 
 def scan_folder(root: Path) -> list[Reference]:
@@ -222,15 +276,16 @@ def load_metadata(catalog: Path) -> tuple[list[Reference], list[Skipped], Path]:
             if not isinstance(obj, dict):
                 skipped.append(Skipped(where, "not a JSON object"))
                 continue
-            local = obj.get("local_filename")
+            images = obj.get("images")
+            if images is not None and not (isinstance(images, list) and all(isinstance(x, str) for x in images)):
+                skipped.append(Skipped(where, "images must be a list of file names"))
+                continue
+            images = [x for x in (images or []) if x]
+            local = obj.get("local_filename") or (images[0] if images else None)
             if not local:
                 skipped.append(Skipped(where, "no local_filename"))
                 continue
-            path = _resolve(str(local), catalog.parent)
-            try:
-                filename = path.resolve().relative_to(root.resolve()).as_posix()
-            except (ValueError, OSError, RuntimeError):  # outside the root, or a link loop
-                filename = path.as_posix()
+            path, filename = _locate(str(local), catalog.parent, root)
             ref_id = str(obj.get("id") or obj.get("cover_id") or slug_id(filename))
             if ref_id in ids:
                 skipped.append(Skipped(where, f"duplicate id '{ref_id}'"))
@@ -238,5 +293,28 @@ def load_metadata(catalog: Path) -> tuple[list[Reference], list[Skipped], Path]:
             ids.add(ref_id)
             name = str(obj.get("name") or parse_label(path.stem)["name"])
             fields = {k: v for k, v in obj.items() if k not in ("id", "name")}
+            views: list[tuple[Path, str]] = []
+            for extra in images:
+                v_path, v_name = _locate(extra, catalog.parent, root)
+                if v_name != filename and v_name not in (v[1] for v in views):
+                    views.append((v_path, v_name))
+            if views:
+                fields["item"] = ref_id
             refs.append(Reference(id=ref_id, name=name, filename=filename, path=path, fields=fields))
+            view_fields = {k: v for k, v in fields.items() if k not in ("images", "local_filename")}
+            for v_path, v_name in views:
+                view_id = f"{ref_id}--{slug_id(Path(v_name).name)}"
+                while view_id in ids:
+                    view_id += "-2"
+                ids.add(view_id)
+                refs.append(Reference(id=view_id, name=name, filename=v_name, path=v_path, fields=dict(view_fields)))
     return refs, skipped, root
+
+
+def _locate(local: str, catalog_dir: Path, root: Path) -> tuple[Path, str]:
+    """Where a catalog's file name is read from, and its name relative to the refs root."""
+    path = _resolve(local, catalog_dir)
+    try:
+        return path, path.resolve().relative_to(root.resolve()).as_posix()
+    except (ValueError, OSError, RuntimeError):  # outside the root, or a link loop
+        return path, path.as_posix()

@@ -55,13 +55,38 @@ CREATE TABLE IF NOT EXISTS refs(
     w INTEGER NOT NULL,
     h INTEGER NOT NULL,
     has_vec INTEGER NOT NULL DEFAULT 1,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    item TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS live_id ON refs(id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS by_id ON refs(id);
 CREATE INDEX IF NOT EXISTS by_file ON refs(filename);
 CREATE INDEX IF NOT EXISTS by_deleted ON refs(deleted);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# Several images of one item: every view's row names its item (NULL: a reference of its own).
+ITEM_SCHEMA = "CREATE INDEX IF NOT EXISTS by_item ON refs(item) WHERE item IS NOT NULL;"
+# Text search over every string of the live records (FTS5), kept in step by triggers, so every
+# write path (build, add, delete, compaction) updates it inside its own transaction.
+_TEXT = "(SELECT group_concat(value, ' ') FROM json_tree(NEW.record) WHERE type = 'text' AND key != 'cover_url')"
+FTS_SCHEMA = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS refs_fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS refs_fts_add AFTER INSERT ON refs WHEN NEW.deleted = 0 BEGIN
+    INSERT INTO refs_fts(rowid, body) VALUES (NEW.slot, {_TEXT});
+END;
+CREATE TRIGGER IF NOT EXISTS refs_fts_change AFTER UPDATE OF record, deleted ON refs BEGIN
+    DELETE FROM refs_fts WHERE rowid = OLD.slot;
+    INSERT INTO refs_fts(rowid, body) SELECT NEW.slot, {_TEXT} WHERE NEW.deleted = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS refs_fts_drop AFTER DELETE ON refs BEGIN
+    DELETE FROM refs_fts WHERE rowid = OLD.slot;
+END;
+"""
+# A record rewritten in place (a re-run of ``cover-id index`` on a changed catalog) keeps its item column in step.
+ITEM_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS refs_item AFTER UPDATE OF record ON refs BEGIN
+    UPDATE refs SET item = json_extract(NEW.record, '$.item') WHERE slot = NEW.slot;
+END;
 """
 
 
@@ -101,6 +126,50 @@ class RWLock:
                 self._cond.notify_all()
 
 
+def migrate(db: sqlite3.Connection) -> bool:
+    """Bring an older format-2 ``refs.db`` up to date: the ``item`` column, the text-search table.
+
+    Both are additive (no existing row changes meaning). Returns whether text search is available
+    (SQLite built without FTS5, or a read-only folder, leaves it out; search falls back to a scan).
+    """
+    columns = {r[1] for r in db.execute("PRAGMA table_info(refs)")}
+    try:
+        if "item" not in columns:
+            db.execute("ALTER TABLE refs ADD COLUMN item TEXT")
+        db.executescript(ITEM_SCHEMA)
+        db.executescript(ITEM_TRIGGER)
+    except sqlite3.OperationalError:  # read-only: views of items are read from the records
+        pass
+    try:
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'refs_fts'").fetchone() is not None
+        if not exists:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(FTS_SCHEMA):
+                    db.execute(stmt)
+                text = _TEXT.replace("NEW.record", "record")
+                db.execute(f"INSERT INTO refs_fts(rowid, body) SELECT slot, {text} FROM refs WHERE deleted = 0")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+def _statements(script: str) -> list[str]:
+    """Split :data:`FTS_SCHEMA` into statements (triggers contain ';' inside BEGIN ... END)."""
+    out, cur = [], []
+    for line in script.strip().splitlines():
+        cur.append(line)
+        text = "\n".join(cur).strip()
+        if text.endswith(";") and (text.count("BEGIN") == 0 or text.endswith("END;")):
+            out.append(text)
+            cur = []
+    return out
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -120,6 +189,7 @@ class Disk:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        self.has_fts = migrate(self.db)
         self.db_lock = threading.RLock()  # one connection shared by threads
         self.search_lock = RWLock()
         flags = os.O_RDWR | os.O_CREAT
@@ -306,6 +376,7 @@ class Disk:
                     int(feats.size[0]),
                     int(feats.size[1]),
                     int(raw is not None),
+                    record.get("item"),
                 )
             )
             slots.append(slot)
@@ -315,8 +386,8 @@ class Disk:
             if fd is not None:
                 os.fsync(fd)  # segment bytes are on disk before the rows that point at them
         db.executemany(
-            "INSERT INTO refs(slot, id, filename, sha256, size, mtime_ns, record, kp_off, kp_n, w, h, has_vec)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO refs(slot, id, filename, sha256, size, mtime_ns, record, kp_off, kp_n, w, h, has_vec, item)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('kp_end', ?)", (str(kp_end),))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -363,6 +364,98 @@ class IndexStore:
                 return len(self._live) + j
         return None
 
+    # ---- items and their views ---------------------------------------------------
+    # An item may have several reference images ("views"): each is a row of its own (own id, own
+    # filename, own keypoints and vector) whose record names the item (``item``: the item's id,
+    # which is also the id of its primary view). A reference without ``item`` is an item of one view.
+    @property
+    def has_views(self) -> bool:
+        """Whether any live row is an extra view of another item (else items and rows are the same)."""
+        if any(p[0].get("item") not in (None, p[0]["id"]) for p in self._pending):
+            return True
+        try:
+            rows = self._disk.query("SELECT slot FROM refs WHERE item IS NOT NULL AND item != id AND deleted = 0")
+        except sqlite3.Error:  # an index opened read-only before the item column existed
+            return False
+        return any(self._row_of_slot(int(s)) is not None for (s,) in rows)
+
+    def item_keys(self, rows: "Sequence[int]") -> list[str]:
+        """The item each row is a view of (its own id for a reference of one view)."""
+        import numpy as np
+
+        n = len(self._live)
+        slots = {int(self._live[r]): r for r in rows if 0 <= r < n}
+        found: dict[int, str] = {}
+        if slots:
+            marks = ",".join("?" * len(slots))
+            for slot, key in self._disk.query(
+                f"SELECT slot, COALESCE(item, id) FROM refs WHERE slot IN ({marks})", tuple(slots)
+            ):
+                found[slots[int(slot)]] = key
+        out = []
+        for r in rows:
+            if r in found:
+                out.append(found[r])
+            else:
+                rec = self.records[int(np.int64(r))]
+                out.append(rec.get("item") or rec["id"])
+        return out
+
+    def view_rows(self) -> set[int]:
+        """Rows that are extra views of an item (not its primary)."""
+        out = set()
+        for (slot,) in self._disk.query("SELECT slot FROM refs WHERE item IS NOT NULL AND item != id AND deleted = 0"):
+            row = self._row_of_slot(int(slot))
+            if row is not None:
+                out.add(row)
+        n = len(self._live)
+        out.update(n + j for j, p in enumerate(self._pending) if p[0].get("item") not in (None, p[0]["id"]))
+        return out
+
+    def views_of(self, item: str) -> list[int]:
+        """Rows of every view of ``item`` (the primary first, then in the order they were added)."""
+        rows: list[int] = []
+        primary = self.index_of(item)
+        if primary is not None:
+            rows.append(primary)
+        for (slot,) in self._disk.query("SELECT slot FROM refs WHERE item = ? AND deleted = 0 ORDER BY slot", (item,)):
+            row = self._row_of_slot(int(slot))
+            if row is not None and row not in rows:
+                rows.append(row)
+        n = len(self._live)
+        rows += [n + j for j, p in enumerate(self._pending) if p[0].get("item") == item and p[0]["id"] != item]
+        return rows
+
+    def text_search(self, query: str, limit: int = 50) -> list[int]:
+        """Up to ``limit`` rows whose catalog strings contain every word of ``query`` (as word prefixes), best first.
+
+        SQLite FTS5 over every string field of the records (name, artist, set code, ...), kept in
+        step with every write; without FTS5 a case-insensitive scan of the records. Rows are
+        views: an item with several images may come more than once (see ``server.collection.item_rows``).
+        """
+        import re
+
+        words = re.findall(r"\w+", query.lower())
+        if not words or limit <= 0:
+            return []
+        rows: list[int] = []
+        if getattr(self._disk, "has_fts", False):
+            match = " ".join('"' + w + '"*' for w in words)  # \w+ words: no quote to escape
+            for (slot,) in self._disk.query(
+                "SELECT rowid FROM refs_fts WHERE refs_fts MATCH ? ORDER BY rank LIMIT ?", (match, int(limit))
+            ):
+                row = self._row_of_slot(int(slot))
+                if row is not None:
+                    rows.append(row)
+            scan = range(len(self._live), self.size)  # pending rows are not in the table yet
+        else:
+            scan = range(self.size)
+        for i in scan:
+            text = " ".join(_strings(self.records[i])).lower()
+            if all(w in text for w in words):
+                rows.append(i)
+        return rows[:limit]
+
     # ---- search ------------------------------------------------------------------
     def _global(self) -> "GlobalIndex":
         """The shared compact index: checkpoint plus the slots added since."""
@@ -650,3 +743,16 @@ def describe_spec(spec: dict[str, Any]) -> str:
     params = spec.get("params") or {}
     inner = ", ".join(str(v) for v in params.values() if v is not None and not isinstance(v, (dict, list)))
     return f"'{spec.get('name')}'" + (f" ({inner})" if inner else "")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a record (nested lists and objects too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k != "cover_url":
+                yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from cover_id.errors import CoverIdError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
 
@@ -140,7 +142,6 @@ class Collection:
         from cover_id.features import extract_features
         from cover_id.imageio import read_image
         from cover_id.index.build import REF_MAX_SIDE
-        from cover_id.store_io import atomic_write
 
         name = name.strip()
         if not name:
@@ -167,37 +168,88 @@ class Collection:
                 ref_id = unique_id(current, name)
             elif current.index_of(ref_id) is not None:
                 raise Conflict(f"a reference with id '{ref_id}' already exists")
-            self.added_dir.mkdir(parents=True, exist_ok=True)
-            path = self.added_dir / f"{ref_id}{suffix}"
-            with atomic_write(path) as tmp:
-                tmp.write_bytes(data)
-            record = {"id": ref_id, "name": name, "filename": str(path), **fields}
-            new = current.copy()
-            new.add(record, raw[0], feats, sha)
-            try:
-                new.save(self.index_path)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            self.identifier.store = new
-            self.writes += 1
+            record = {"id": ref_id, "name": name, **fields}
+            return self._commit(current, record, data, suffix, raw[0], feats, sha)
+
+    def _commit(
+        self, current: "IndexStore", record: dict[str, Any], data: bytes, suffix: str, raw: Any, feats: Any, sha: str
+    ) -> dict[str, Any]:
+        """Under the write lock: keep the image in ``INDEX.added/``, add the row, save (one transaction), publish."""
+        from cover_id.store_io import atomic_write
+
+        self.added_dir.mkdir(parents=True, exist_ok=True)
+        path = self.added_dir / f"{record['id']}{suffix}"
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(data)
+        record = {"id": record["id"], "name": record["name"], "filename": str(path), **record}
+        new = current.copy()
+        new.add(record, raw, feats, sha)
+        try:
+            new.save(self.index_path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self.identifier.store = new
+        self.writes += 1
         return record
 
+    def add_view(self, item: str, image: "np.ndarray", source: str = "feedback", **extra: Any) -> dict[str, Any]:
+        """Add ``image`` (BGR, e.g. a confirmed photo's rectified cover) as another view of ``item``.
+
+        The same write path as :meth:`add`: persisted (one SQLite transaction) before the new
+        snapshot is published, so the next identify request uses it. Results keep naming the item.
+        """
+        import cv2
+
+        from cover_id.encoders import encode_references
+        from cover_id.features import extract_features
+        from cover_id.imageops import shrink
+        from cover_id.index.build import REF_MAX_SIDE
+
+        image = shrink(image, REF_MAX_SIDE)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise BadInput("the view could not be encoded")
+        data = buf.tobytes()
+        feats = extract_features(image)
+        raw = encode_references(self.identifier.encoder, [image], [feats])
+        sha = hashlib.sha256(data).hexdigest()
+        with self._write_lock:
+            current = self.identifier.store
+            row = current.index_of(item)
+            if row is None:
+                raise NotFound(f"no reference with id '{item}'")
+            primary = current.records[row]
+            item = primary.get("item") or primary["id"]  # a view's id names its item
+            base = current.records[current.index_of(item) or row]
+            n = max(1, len(current.views_of(item)))  # the primary is view 0
+            view_id = f"{item}--{source}-{n}"
+            while current.index_of(view_id) is not None:
+                n += 1
+                view_id = f"{item}--{source}-{n}"
+            keep = {k: v for k, v in base.items() if k not in ("id", "name", "filename", "item", "images")}
+            record = {"id": view_id, "name": base["name"], **keep, "item": item, "view_source": source, **extra}
+            return self._commit(current, record, data, ".jpg", raw[0], feats, sha)
+
     def remove(self, ref_id: str) -> dict[str, Any]:
-        """Drop one reference; its image file goes too if it was added through the API."""
+        """Drop one reference (an item: every view of it); image files added through the API go too."""
         with self._write_lock:
             current = self.identifier.store
             i = current.index_of(ref_id)
             if i is None:
                 raise NotFound(f"no reference with id '{ref_id}'")
-            owned = self.is_added(current, i)
-            image = current.image_path(i)
+            rows = current.views_of(ref_id) if current.records[i].get("item") in (None, ref_id) else [i]
+            owned = [current.image_path(r) for r in rows if self.is_added(current, r)]
+            ids = [current.records[r]["id"] for r in rows]
             new = current.copy()
             record = new.remove(ref_id)
+            for other in ids:
+                if other != ref_id:
+                    new.remove(other)
             new.save(self.index_path)
             self.identifier.store = new
             self.writes += 1
-        if owned:
+        for image in owned:
             image.unlink(missing_ok=True)  # a reader still on the old snapshot may get a 404 for it
         return record
 
@@ -210,13 +262,19 @@ class Collection:
         return store, i
 
     def listing(self, offset: int, limit: int, q: str | None) -> tuple["IndexStore", list[int], int]:
-        """Rows matching ``q`` (case-insensitive, any word in id, name or a field), paged."""
+        """Items (one row each: its primary view) matching ``q``, paged.
+
+        ``q``: words that must all start a word of the id, name or any string field (SQLite FTS5,
+        best match first); without ``q`` every item in collection order.
+        """
         store = self.identifier.store
-        rows = list(range(store.size))
         if q and q.strip():
-            words = q.lower().split()
-            hay = [_haystack(r) for r in store.records]
-            rows = [i for i in rows if all(w in hay[i] for w in words)]
+            rows = item_rows(store, store.text_search(q, 1 << 30))
+        elif store.has_views:
+            views = store.view_rows()
+            rows = [i for i in range(store.size) if i not in views]
+        else:
+            rows = list(range(store.size))
         return store, rows[offset : offset + limit], len(rows)
 
     def stats(self) -> dict[str, Any]:
@@ -242,10 +300,19 @@ def orphan_images(store: "IndexStore", added_dir: Path) -> list[Path]:
     return sorted(p for p in added_dir.iterdir() if p.is_file() and p.name not in used and not p.name.startswith("."))
 
 
-def _haystack(record: dict[str, Any]) -> str:
-    parts = [str(v) for v in record.values() if isinstance(v, (str, int, float))]
-    parts += [str(x) for v in record.values() if isinstance(v, list) for x in v]
-    return " ".join(parts).lower()
+def item_rows(store: "IndexStore", rows: list[int]) -> list[int]:
+    """``rows`` as items: a view's hit becomes its item's primary row; each item once, in order."""
+    if not store.has_views:
+        return rows
+    out: list[int] = []
+    seen: set[int] = set()
+    for row, key in zip(rows, store.item_keys(rows)):
+        primary = store.index_of(key)
+        row = row if primary is None else primary
+        if row not in seen:
+            seen.add(row)
+            out.append(row)
+    return out
 
 
 def _number(v: Any) -> bool:

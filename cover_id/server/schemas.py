@@ -193,6 +193,12 @@ class Feedback(BaseModel):
     predicted: str | None = None
     session: str | None = None
     item: int | None = None
+    view: dict[str, Any] | None = Field(
+        None,
+        description="The extra view of the item this photo became (`id`, `how`: `homography` or `outline`, "
+        "`inliers`); none for 'absent', when the cover could not be found, or when teaching was not allowed.",
+    )
+    taught: str = Field("no", description="`yes` (the view was added), or why not.")
 
 
 # ---- service -------------------------------------------------------------------------------

@@ -450,7 +450,7 @@ window.LiveFusion = LiveFusion;
       if (last.item && state.session) {
         const body = { action, session: state.session, item: last.item.id };
         if (refId) body.ref_id = refId;
-        r = await api("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+        r = await api("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() }, body: JSON.stringify(body) });
       } else {
         const form = new FormData();
         form.append("file", last.blob, last.name);
@@ -458,10 +458,12 @@ window.LiveFusion = LiveFusion;
         if (refId) form.append("ref_id", refId);
         if (last.result.match) form.append("predicted_id", last.result.match.id);
         form.append("decision", last.result.decision);
-        r = await api("/api/feedback", { method: "POST", body: form });
+        r = await api("/api/feedback", { method: "POST", body: form, headers: authHeaders() });
       }
-      status.textContent = action === "confirm" ? "Thanks: confirmed." :
-        action === "absent" ? "Noted: not in your collection." : `Corrected to ${r.truth}.`;
+      // a confirmed or corrected photo becomes an extra view of the item when the server allows it
+      const taught = r.view ? " Learned: this photo is now an extra view of it." : "";
+      status.textContent = (action === "confirm" ? "Thanks: confirmed." :
+        action === "absent" ? "Noted: not in your collection." : `Corrected to ${r.truth}.`) + taught;
       status.className = "muted ok";
       renderSession();
     } catch (e) {

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
 
 from cover_id.server.collection import BadInput, NotFound
 from cover_id.server.guards import UPLOAD_DOC, KeyCheckedRoute, read_upload, require_multipart
@@ -33,7 +34,7 @@ async def list_refs(
     state: State,
     offset: int = Query(0, ge=0, description="Skip this many."),
     limit: int = Query(50, ge=1, le=500, description="At most this many (1-500)."),
-    q: str | None = Query(None, max_length=200, description="Words that must all appear in id, name or a field."),
+    q: str | None = Query(None, max_length=200, description="Words that must all start a word of id, name or a field."),
     sort: Literal["price"] | None = Query(None, description="`price`: most valuable first (unpriced last)."),
 ) -> Any:
     if sort == "price":
@@ -45,6 +46,44 @@ async def list_refs(
     return {"total": total, "offset": offset, "limit": limit, "q": q, "sort": sort, "items": items}
 
 
+class SearchHits(BaseModel):
+    query: str
+    text_tower: bool = Field(description="Whether picture hits (`via: image`, CLIP text-to-image) were looked for.")
+    items: list[dict[str, Any]] = Field(
+        description="Catalog matches first (`via: catalog`: every word starts a word of a field), then, with a "
+        "text tower, the references whose pictures fit the words best (`via: image`, with `cosine`); each item once."
+    )
+
+
+@router.get(
+    "/api/search", summary="Text search: catalog fields, then pictures", response_model=SearchHits, responses=errors()
+)
+async def search(
+    state: State,
+    q: str = Query(..., min_length=1, max_length=200, description="Words, e.g. a name, an artist, a set code."),
+    k: int = Query(10, ge=1, le=100, description="At most this many of each kind."),
+) -> Any:
+    """Every encoder: the catalog's string fields (SQLite FTS5). Encoders with a text tower (clip) add
+    text-to-image hits below them."""
+    from cover_id.server.collection import item_rows
+    from cover_id.server.state import text_search_available
+
+    ident = state.identifier
+    store = ident.store
+    rows = item_rows(store, store.text_search(q, 4 * k + 20))[:k]  # room for items with several views
+    items = [{**state.record(store, i), "via": "catalog"} for i in rows]
+    tower = text_search_available(ident)
+    if tower:
+        seen = {x["id"] for x in items}
+        for hit in await state.run(ident.search_by_text, q, k):
+            if hit["id"] not in seen:
+                i = store.index_of(hit["id"])
+                if i is not None:
+                    seen.add(hit["id"])
+                    items.append({**state.record(store, i), "cosine": hit["cosine"], "via": "image"})
+    return {"query": q, "text_tower": tower, "items": items}
+
+
 def _by_price(item: dict[str, Any]) -> tuple[int, float, str]:
     price = item.get("price")  # the looked-up object; a catalog's non-numeric price text counts as none
     return (0, -price["value"], item["id"]) if isinstance(price, dict) else (1, 0.0, item["id"])
@@ -53,7 +92,13 @@ def _by_price(item: dict[str, Any]) -> tuple[int, float, str]:
 @router.get("/api/refs/{ref_id}", summary="One reference", response_model=ReferenceDetail, responses=errors(404))
 async def get_ref(state: State, ref_id: str) -> Any:
     store, i = state.collection.find(ref_id)
-    return state.record(store, i, {"added_via_api": state.collection.is_added(store, i)})
+    extra: dict[str, Any] = {"added_via_api": state.collection.is_added(store, i)}
+    rec = store.records[i]
+    if store.has_views and rec.get("item") in (None, rec["id"]):
+        views = [store.records[r]["id"] for r in store.views_of(rec["id"]) if r != i]
+        if views:
+            extra["views"] = views  # the item's other images (GET /api/refs/{view}/image shows each)
+    return state.record(store, i, extra)
 
 
 @router.get(

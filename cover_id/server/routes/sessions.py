@@ -2,7 +2,10 @@
 
 Sessions and feedback live in ``INDEX.sessions.sqlite`` beside the index
 (:mod:`cover_id.sessions`); they do not change the collection, so they need
-no API key. Item prices come from the price file or the catalog at read time.
+no API key. A confirmed or corrected photo also becomes an extra view of its
+item (:mod:`cover_id.teach`): that changes the collection, so when the server
+has an API key it happens only for requests that carry it (the label is kept
+either way). Item prices come from the price file or the catalog at read time.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class FeedbackBody(BaseModel):
     session: str = Field(max_length=64)
     item: int
     ref_id: str | None = Field(None, max_length=128, description="The right reference (action `correct`).")
+    teach: bool = Field(True, description="Add the photo as an extra view of the right item (confirm, correct).")
 
 
 def _full(state: ServerState, sid: str) -> dict[str, Any]:
@@ -199,6 +203,7 @@ async def export_session(
                             "ref_id": {"type": "string"},
                             "predicted_id": {"type": "string"},
                             "decision": {"type": "string"},
+                            "teach": {"type": "boolean", "default": True},
                             "file": {"type": "string", "format": "binary"},
                         },
                     }
@@ -221,7 +226,7 @@ async def feedback(state: State, request: Request) -> Any:
             raise BadInput("feedback body: " + "; ".join(parts)) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadInput(f"feedback body is not valid JSON ({str(exc).splitlines()[0][:100]})") from None
-        return await _item_feedback(state, body)
+        return await _item_feedback(state, body, _may_change(request))
     if not ctype.startswith("multipart/form-data"):
         raise BadInput("send feedback as JSON {action, session, item, ref_id} or as a multipart form with a file")
     form = await request.form()
@@ -231,16 +236,54 @@ async def feedback(state: State, request: Request) -> Any:
     data = await read_upload(state, upload)  # type: ignore[arg-type]
     action = str(form.get("action") or "")
     truth = _truth(state, action, str(form.get("ref_id") or "") or None, str(form.get("predicted_id") or "") or None)
-    return await _io(
+    kept = _as_jpeg(data)
+    out = await _io(
         lambda: state.sessions.add_feedback(
             action,
             truth,
-            _as_jpeg(data),
+            kept,
             predicted=str(form.get("predicted_id") or "") or None,
             decision=str(form.get("decision") or "") or None,
             input_name=getattr(upload, "filename", None),
         )
     )
+    wanted = str(form.get("teach") or "true").strip().lower() not in ("0", "false", "no", "off")
+    return {**out, **await _teach(state, action, truth, kept, wanted, _may_change(request))}
+
+
+def _may_change(request: Request) -> bool:
+    """Whether the request may change the collection (it carries the API key, or none is set)."""
+    from fastapi import HTTPException
+
+    from cover_id.server.guards import check_key
+
+    try:
+        check_key(request)
+    except HTTPException:
+        return False
+    return True
+
+
+async def _teach(state: ServerState, action: str, truth: str, photo: bytes, wanted: bool, allowed: bool) -> dict:
+    """Add the labelled photo's rectified cover as an extra view of ``truth`` (confirm and correct only)."""
+    from cover_id.teach import rectify_for
+
+    if action == "absent" or not truth:
+        return {"view": None, "taught": "no: not in the collection"}
+    if not wanted:
+        return {"view": None, "taught": "no: not asked to"}
+    if not allowed:
+        return {"view": None, "taught": "no: adding a view changes the collection and needs the API key"}
+
+    def work() -> dict:
+        store, row = state.collection.find(truth)
+        found, why = rectify_for(state.identifier, store, photo, row)
+        if found is None:
+            return {"view": None, "taught": f"no: {why}"}
+        record = state.collection.add_view(truth, found.image, "feedback", view_how=found.how)
+        return {"view": {"id": record["id"], "how": found.how, "inliers": found.inliers}, "taught": "yes"}
+
+    return await state.run(work)
 
 
 def _truth(state: ServerState, action: str, ref_id: str | None, predicted: str | None) -> str:
@@ -270,7 +313,7 @@ def _as_jpeg(data: bytes) -> bytes:
     return kept
 
 
-async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
+async def _item_feedback(state: ServerState, body: FeedbackBody, allowed: bool) -> Any:
     item = await _io(state.sessions.item, body.session, body.item)
     truth = _truth(state, body.action, body.ref_id, item["ref_id"])
     record = None
@@ -279,7 +322,7 @@ async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
         record = state.public(store.records[i])
     photo = await _io(state.sessions.blob, body.session, body.item, "photo")
     await _io(state.sessions.correct, body.session, body.item, body.action, record)
-    return await _io(
+    out = await _io(
         lambda: state.sessions.add_feedback(
             body.action,
             truth,
@@ -291,6 +334,7 @@ async def _item_feedback(state: ServerState, body: FeedbackBody) -> Any:
             input_name=item["input"],
         )
     )
+    return {**out, **await _teach(state, body.action, truth, photo, body.teach, allowed)}
 
 
 @router.get(
