@@ -178,3 +178,40 @@ def test_a_printing_missing_from_the_collection_is_not_accepted_as_its_twin(prin
     r = ident.identify(_photo(other, 52))
     assert r["decision"] == "review" and r["reason"] == "variant" and r["match"]["id"] == "card-4"
     assert r["variant_regions"]["differ"] >= 1
+
+
+def test_dead_band_counts_a_flat_region_as_unlike_the_reference() -> None:
+    ncc = np.full((8, 6), 0.9, np.float32)
+    keypoints = np.full((8, 6), 10, np.int32)
+    inliers = np.full((8, 6), 4, np.int32)
+    reference = np.full((8, 6), 10, np.int32)
+    visible = np.ones((8, 6), bool)
+    contrast = np.full((8, 6), 1.0, np.float32)
+    inliers[6:], keypoints[6:] = 0, 0  # the bottom quarter: no inlier, no keypoint of its own
+    ncc[6:] = 0.5  # a plain title block: the correlation may land either side by chance ...
+    ev = Evidence(ncc, keypoints, inliers, reference, visible, contrast)
+    assert ev.dead_band()[1] == 0.0
+    contrast[6:] = 0.1  # ... but it is far flatter than the reference there
+    contradicted, unlike, expected = Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()
+    assert contradicted == 0.0 and unlike == 1.0 and expected >= 15
+    contrast[6:] = 0.8  # blur or haze lowers the texture a little: still the reference
+    assert Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()[1] == 0.0
+
+
+def test_a_rival_matching_only_what_the_best_matches_is_not_held_against_it() -> None:
+    from cover_id.identify.decide import ThresholdPolicy, common_evidence
+    from cover_id.rerankers.base import GeomMatch
+
+    def match(score: float, inl: np.ndarray) -> GeomMatch:
+        m = GeomMatch(ref_index=0, inliers=len(inl), score=score, sane=True)
+        m.detail["inlier_q"] = inl
+        return m
+
+    best = match(0.82, np.arange(300))
+    frame_only = match(0.72, np.arange(0, 100))  # the shared frame: the best's own keypoints, a third as many
+    twin = match(0.80, np.arange(5, 300))  # another printing: as much evidence as the best
+    elsewhere = match(0.72, np.arange(400, 500))  # another cover's own keypoints
+    policy = ThresholdPolicy()
+    assert common_evidence(best, frame_only) == 1.0 and policy.decide(best, frame_only, 0.0) == "accept"
+    assert common_evidence(best, twin) == 0.0 and policy.decide(best, twin, 0.0) == "review"
+    assert common_evidence(best, elsewhere) == 0.0 and policy.decide(best, elsewhere, 0.0) == "review"
