@@ -306,12 +306,13 @@ def resolve_twins(
 TWIN_COSINE = 0.75  # global-descriptor cosine above which two references may be variants (cards: >= 0.94 vs <= 0.48)
 REGION_PAIRS = 2  # a place is a variant region when at least this many twin pairs differ there
 REGION_SAMPLE = 64  # twin pairs looked at, at most
+REGION_SCAN = 512  # references whose neighbours are looked at for twins, at most (spread over the collection)
 REGION_SHAPE = (240, 240)  # the normalised grid variant regions are kept on
-# A variant-region cell shows another print when another known print explains it at least twice as well
-# as the reference (OTHER_BETTER) or nothing about it looks like the reference (UNLIKE). Measured on the
+# A variant-region cell shows another print when another known print leaves at most OTHER_BETTER of
+# what the reference leaves unexplained or nothing about it looks like the reference (UNLIKE). Measured on the
 # generated cards: the reference's own photos leave 0.02-0.5 unexplained (0.8 once, under glare),
-# other set codes 0.5 against 0.1 for the other print, other rarity stamps 0.99-1.0.
-OTHER_BETTER = 0.5
+# other set codes 0.5-0.65 against 0.1-0.4 for another print, other rarity stamps 0.95-1.0.
+OTHER_BETTER = 0.7
 UNLIKE = 0.9
 
 REGION_PRINTS = 16  # twin pairs whose prints are kept as known alternatives
@@ -329,12 +330,16 @@ _regions: "dict[tuple[int, int], VariantRegions | None]" = {}
 
 
 def variant_twins(store: "IndexStore") -> list[tuple[int, int]]:
-    """Pairs of references (i < j) that are variants of each other: near-identical global descriptors."""
+    """Pairs of references (i < j) that are variants of each other: near-identical global descriptors.
+
+    Large collections are sampled (:data:`REGION_SCAN` references): the regions need a few pairs, not all.
+    """
     import numpy as np
 
     pairs: set[tuple[int, int]] = set()
-    for start in range(0, store.size, 256):
-        rows = np.arange(start, min(store.size, start + 256))
+    scan = np.unique(np.linspace(0, store.size - 1, min(store.size, REGION_SCAN)).astype(np.int64))
+    for start in range(0, len(scan), 256):
+        rows = scan[start : start + 256]
         scores, near = store.search(np.asarray(store.embeddings[rows], np.float32), 3)
         for q, row in enumerate(rows):
             for s, j in zip(scores[q], near[q]):
@@ -433,8 +438,17 @@ def check(
         return ordered, "review", {**fields, "reason": "other_edition"}
     cells = variant_cells(store, photo, ordered)
     if cells is not None:
-        differ = [c for c in cells if c.reference >= UNLIKE or (c.reference > 0.2 and c.other < OTHER_BETTER * c.reference)]
+        differ = [c for c in cells if c.reference >= UNLIKE or (c.reference > 0.3 and c.other < OTHER_BETTER * c.reference)]
         fields["variant_regions"] = {"cells": len(cells), "differ": len(differ)}
         if differ or not cells:  # another print, or nothing of where prints differ could be seen
             return ordered, "review", {**fields, "reason": "variant"}
     return ordered, decision, fields
+
+
+def contradicted(result: dict[str, Any]) -> bool:
+    """The answer was held back by evidence against the match (another edition, another printing),
+    not by a lack of evidence: a closer look at the same photo must not overturn it."""
+    if result.get("reason") == "other_edition":
+        return True
+    regions = result.get("variant_regions") or {}
+    return result.get("reason") == "variant" and regions.get("differ", 0) > 0
