@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from cover_id.identify.appearance import RegionCell
     from cover_id.identify.decide import Candidates, DecisionPolicy
     from cover_id.identify.result import Photo
-    from cover_id.identify.appearance import RegionCell
     from cover_id.identify.views import View
     from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import GeomMatch
@@ -409,9 +409,7 @@ def variant_cells(
         return None
     view = next(v for v in photo.views if v.name == strategy)
     box = content_box(store.features[m.ref_index])
-    return appearance.region_cells(
-        photo.image, ref_to_processed(view, m), reference, box, regions.mask, regions.prints
-    )
+    return appearance.region_cells(photo.image, ref_to_processed(view, m), reference, box, regions.mask, regions.prints)
 
 
 def check(
@@ -438,7 +436,9 @@ def check(
         return ordered, "review", {**fields, "reason": "other_edition"}
     cells = variant_cells(store, photo, ordered)
     if cells is not None:
-        differ = [c for c in cells if c.reference >= UNLIKE or (c.reference > 0.3 and c.other < OTHER_BETTER * c.reference)]
+        differ = [
+            c for c in cells if c.reference >= UNLIKE or (c.reference > 0.3 and c.other < OTHER_BETTER * c.reference)
+        ]
         fields["variant_regions"] = {"cells": len(cells), "differ": len(differ)}
         if differ or not cells:  # another print, or nothing of where prints differ could be seen
             return ordered, "review", {**fields, "reason": "variant"}
