@@ -138,3 +138,80 @@ def test_other_covers_in_the_photo_are_also_seen(twins_world: dict, tmp_path: Pa
         check=True,
     ).stdout
     assert "ACCEPT" in text and "also seen: Card 4 (card-4), accept" in text
+
+
+@pytest.fixture(scope="module")
+def printings_world(tmp_path_factory) -> dict:
+    """Cards of which some are in the collection in two printings (another set code and rarity stamp)."""
+    root = tmp_path_factory.mktemp("printings")
+    refs = root / "refs"
+    refs.mkdir()
+    faces = {f"card_{i}": _card(10 + i) for i in range(1, 6)}
+    for i in (1, 2, 3):
+        faces[f"card_{i}_v1"] = _card(10 + i, stamp=(230, 120, 210), code=f"RA01-EN00{i}")
+    for name, face in faces.items():
+        cv2.imwrite(str(refs / f"{name}.png"), face)
+    build_index(root / "idx", refs=refs, settings={"encoder": "local"}, show_progress=False)
+    return {"faces": faces, "ident": Identifier.from_index(root / "idx", {"threads": 2})}
+
+
+def test_collection_variant_regions_are_where_printings_differ(printings_world: dict) -> None:
+    from cover_id.identify.consistency import variant_regions, variant_twins
+
+    store = printings_world["ident"].store
+    ids = [r["id"] for r in store.records]
+    assert {(ids[i], ids[j]) for i, j in variant_twins(store)} == {(f"card-{k}", f"card-{k}-v1") for k in (1, 2, 3)}
+    regions = variant_regions(store)
+    assert regions is not None and len(regions.prints) == 6
+    ys, xs = np.nonzero(regions.mask)
+    # only the bottom strip (set code, stamp) differs between printings, never the artwork
+    assert ys.min() >= regions.mask.shape[0] * (SIZE[1] - 70) / SIZE[1]
+    assert 0 < regions.mask.mean() < 0.1
+
+
+def test_a_printing_missing_from_the_collection_is_not_accepted_as_its_twin(printings_world: dict) -> None:
+    ident, faces = printings_world["ident"], printings_world["faces"]
+    r = ident.identify(_photo(faces["card_4"], 51))  # in the collection, one printing: accepted, verified
+    assert r["decision"] == "accept" and r["match"]["id"] == "card-4"
+    assert r["variant_regions"]["cells"] >= 1 and r["variant_regions"]["differ"] == 0
+    other = _card(14, stamp=(40, 190, 240), code="RA02-EN004")  # card 4 reprinted: not in the collection
+    r = ident.identify(_photo(other, 52))
+    assert r["decision"] == "review" and r["reason"] == "variant" and r["match"]["id"] == "card-4"
+    assert r["variant_regions"]["differ"] >= 1
+
+
+def test_dead_band_counts_a_flat_region_as_unlike_the_reference() -> None:
+    ncc = np.full((8, 6), 0.9, np.float32)
+    keypoints = np.full((8, 6), 10, np.int32)
+    inliers = np.full((8, 6), 4, np.int32)
+    reference = np.full((8, 6), 10, np.int32)
+    visible = np.ones((8, 6), bool)
+    contrast = np.full((8, 6), 1.0, np.float32)
+    inliers[6:], keypoints[6:] = 0, 0  # the bottom quarter: no inlier, no keypoint of its own
+    ncc[6:] = 0.5  # a plain title block: the correlation may land either side by chance ...
+    ev = Evidence(ncc, keypoints, inliers, reference, visible, contrast)
+    assert ev.dead_band()[1] == 0.0
+    contrast[6:] = 0.1  # ... but it is far flatter than the reference there
+    contradicted, unlike, expected = Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()
+    assert contradicted == 0.0 and unlike == 1.0 and expected >= 15
+    contrast[6:] = 0.8  # blur or haze lowers the texture a little: still the reference
+    assert Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()[1] == 0.0
+
+
+def test_a_rival_matching_only_what_the_best_matches_is_not_held_against_it() -> None:
+    from cover_id.identify.decide import ThresholdPolicy, common_evidence
+    from cover_id.rerankers.base import GeomMatch
+
+    def match(score: float, inl: np.ndarray) -> GeomMatch:
+        m = GeomMatch(ref_index=0, inliers=len(inl), score=score, sane=True)
+        m.detail["inlier_q"] = inl
+        return m
+
+    best = match(0.82, np.arange(300))
+    frame_only = match(0.72, np.arange(0, 100))  # the shared frame: the best's own keypoints, a third as many
+    twin = match(0.80, np.arange(5, 300))  # another printing: as much evidence as the best
+    elsewhere = match(0.72, np.arange(400, 500))  # another cover's own keypoints
+    policy = ThresholdPolicy()
+    assert common_evidence(best, frame_only) == 1.0 and policy.decide(best, frame_only, 0.0) == "accept"
+    assert common_evidence(best, twin) == 0.0 and policy.decide(best, twin, 0.0) == "review"
+    assert common_evidence(best, elsewhere) == 0.0 and policy.decide(best, elsewhere, 0.0) == "review"

@@ -44,6 +44,7 @@ class Agreement:
 
     ncc: "np.ndarray"  # (rows, cols) float32; NaN where the cell carries no evidence
     visible: "np.ndarray"  # (rows, cols) bool: inside the photo
+    contrast: "np.ndarray | None" = None  # photo's / reference's standard deviation per cell; NaN as ncc
 
     @property
     def informative(self) -> int:
@@ -205,6 +206,7 @@ def compare(
     ys, xs = _edges(cw, ch)
     rows, cols = len(ys) - 1, len(xs) - 1
     ncc = np.full((rows, cols), np.nan, np.float32)
+    contrast = np.full((rows, cols), np.nan, np.float32)
     visible = np.zeros((rows, cols), bool)
     pad = SHIFT
     for r in range(rows):
@@ -222,7 +224,8 @@ def compare(
                 continue
             search = b[ya : yb + 2 * pad, xa : xb + 2 * pad]
             ncc[r, c] = float(cv2.matchTemplate(search, cell, cv2.TM_CCOEFF_NORMED).max())
-    return Agreement(ncc, visible)
+            contrast[r, c] = float(b[ya + pad : yb + pad, xa + pad : xb + pad].std()) / float(cell.std())
+    return Agreement(ncc, visible, contrast)
 
 
 TWIN_SIDE = 480  # twins are told apart at this size (a set code, a rarity stamp)
@@ -262,6 +265,30 @@ def _blend(photo: "np.ndarray", a: "np.ndarray", b: "np.ndarray", weight: "np.nd
     return float(sol[-1] / sol[0]) if sol[0] > 0.05 else float("nan")
 
 
+def difference(
+    first: "np.ndarray", second: "np.ndarray", first_to_second: "np.ndarray", box: tuple[float, float, float, float]
+) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+    """Two references (BGR) in ``first``'s comparison frame at :data:`TWIN_SIDE`, ``second`` fitted to
+    ``first``'s exposure, and the mask (uint8) of where they differ."""
+    import cv2
+    import numpy as np
+
+    a = reference_frame(first.astype(np.float32), box, side=TWIN_SIDE)
+    b = reference_frame(second.astype(np.float32), box, first_to_second, side=TWIN_SIDE)
+    known = np.isfinite(b).all(axis=2)
+    a = cv2.GaussianBlur(a, (0, 0), TWIN_BLUR)
+    b = cv2.GaussianBlur(np.where(known[..., None], b, a), (0, 0), TWIN_BLUR)
+    # the twins' own exposure may differ: fit b to a (gain, offset per channel) before comparing
+    if known.sum() > 100:
+        for ch in range(3):
+            if float(b[..., ch][known].std()) > 1e-3:
+                gain, offset = np.polyfit(b[..., ch][known], a[..., ch][known], 1)
+                b[..., ch] = b[..., ch] * gain + offset
+    mask = ((np.abs(a - b).max(axis=2) > TWIN_DIFF) & known).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    return a, b, mask
+
+
 def twins(
     photo: "np.ndarray",
     ref_to_photo: "np.ndarray",
@@ -281,19 +308,7 @@ def twins(
     import cv2
     import numpy as np
 
-    a = reference_frame(first.astype(np.float32), box, side=TWIN_SIDE)
-    b = reference_frame(second.astype(np.float32), box, first_to_second, side=TWIN_SIDE)
-    known = np.isfinite(b).all(axis=2)
-    a = cv2.GaussianBlur(a, (0, 0), TWIN_BLUR)
-    b = cv2.GaussianBlur(np.where(known[..., None], b, a), (0, 0), TWIN_BLUR)
-    # the twins' own exposure may differ: fit b to a (gain, offset per channel) before comparing
-    if known.sum() > 100:
-        for ch in range(3):
-            if float(b[..., ch][known].std()) > 1e-3:
-                gain, offset = np.polyfit(b[..., ch][known], a[..., ch][known], 1)
-                b[..., ch] = b[..., ch] * gain + offset
-    mask = ((np.abs(a - b).max(axis=2) > TWIN_DIFF) & known).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    a, b, mask = difference(first, second, first_to_second, box)
     differing = float(mask.mean())
     if mask.sum() < 12:
         return TwinVerdict(differing, float("nan"))
@@ -325,3 +340,136 @@ def twins(
     if not weights:
         return TwinVerdict(differing, float("nan"))
     return TwinVerdict(differing, float(np.average(blends, weights=weights)))
+
+
+REGION_CELL = 32  # comparison pixels (at TWIN_SIDE): a region is checked in cells at most this wide
+REGION_BLUR = 0.8  # sigma at TWIN_SIDE: phone blur and resampling differ from the reference's
+REGION_CONTEXT = 12  # comparison pixels around a cell that must agree for the cell to count as seen
+CONTEXT_AGREE = 0.5  # the surroundings' unexplained fraction above which the cell is hidden (a finger)
+SAME_PRINT = 0.15  # an alternative explaining the reference itself this well is the same print there
+
+
+@dataclass
+class RegionCell:
+    """One cell of a variant region: how well the reference, and the best other print, explain the photo."""
+
+    reference: float  # unexplained fraction under the reference (0 = it, 1 = nothing like it)
+    other: float  # the same under the best known other print there (NaN: none known)
+
+
+def region_cells(
+    photo: "np.ndarray",
+    ref_to_photo: "np.ndarray",
+    reference: "np.ndarray",
+    box: tuple[float, float, float, float],
+    regions: "np.ndarray",
+    others: "list[np.ndarray]",
+) -> "list[RegionCell]":
+    """Compare the photo with the reference in every cell of ``regions``; hidden cells are left out.
+
+    ``regions`` (float, any size) covers ``box`` in normalised coordinates: where this collection's
+    variants differ from each other (a set code, a rarity stamp). ``others`` are prints known to
+    differ there (BGR, the comparison frame, any size). Each cell is aligned (a shift of a few
+    pixels) and the photo there is fitted as one gain times the print plus an offset per channel
+    (lighting), weighted towards ``regions``. A cell whose surroundings do not look like the
+    reference either (a finger, glare, a sleeve's edge) is hidden, not contradicting.
+    """
+    import cv2
+    import numpy as np
+
+    a = reference_frame(reference.astype(np.float32), box, side=TWIN_SIDE)
+    a = cv2.GaussianBlur(np.nan_to_num(a, nan=0.0), (0, 0), REGION_BLUR)
+    h, w = a.shape[:2]
+    weight = cv2.resize(regions.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    alts = [
+        cv2.GaussianBlur(cv2.resize(o, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), REGION_BLUR)
+        for o in others
+    ]
+    p = REGION_CONTEXT
+    warped, inside = warp_photo(photo, ref_to_photo, box, TWIN_SIDE, p, colour=True)
+    pw = cv2.GaussianBlur(warped, (0, 0), REGION_BLUR)
+    grown = cv2.dilate((weight > 0.5).astype(np.uint8), np.ones((9, 9), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(grown)
+    out: list[RegionCell] = []
+    for x0, y0, cw, ch, _area in stats[1:n]:
+        nx, ny = max(1, round(cw / REGION_CELL)), max(1, round(ch / REGION_CELL))
+        xs = np.linspace(x0, x0 + cw, nx + 1).astype(int)
+        ys = np.linspace(y0, y0 + ch, ny + 1).astype(int)
+        for r in range(ny):
+            for c in range(nx):
+                x, y, xe, ye = xs[c], ys[r], xs[c + 1], ys[r + 1]
+                if xe - x < 6 or ye - y < 6 or grown[y:ye, x:xe].mean() < 0.3:
+                    continue
+                cell = _cell(a, alts, pw, warped, inside, weight, (x, y, xe, ye))
+                if cell is not None:
+                    out.append(cell)
+    return out
+
+
+def _cell(
+    a: "np.ndarray",
+    alts: "list[np.ndarray]",
+    pw: "np.ndarray",
+    warped: "np.ndarray",
+    inside: "np.ndarray",
+    weight: "np.ndarray",
+    rect: tuple[int, int, int, int],
+) -> "RegionCell | None":
+    """One cell's comparison; None when the photo does not show it (outside, glare, hidden, flat)."""
+    import cv2
+    import numpy as np
+
+    x, y, xe, ye = rect
+    h, w = a.shape[:2]
+    p = REGION_CONTEXT
+    # the cell with its surroundings, in the reference's frame and (padded by p) in the photo's
+    cx, cy, cxe, cye = max(0, x - p), max(0, y - p), min(w, xe + p), min(h, ye + p)
+    if inside[cy + p : cye + p, cx + p : cxe + p].mean() < MIN_VISIBLE:
+        return None
+    seen = warped[cy + p : cye + p, cx + p : cxe + p]
+    if float((seen.min(axis=2) >= GLARE).mean()) >= 0.2:  # washed out by glare
+        return None
+    ref = a[cy:cye, cx:cxe]
+    if float(ref.std()) < MIN_STD:
+        return None
+    s = TWIN_SHIFT
+    search = pw[cy + p - s : cye + p + s, cx + p - s : cxe + p + s]
+    _, _, _, (dx, dy) = cv2.minMaxLoc(cv2.matchTemplate(search, np.ascontiguousarray(ref), cv2.TM_CCOEFF_NORMED))
+    got = search[dy : dy + cye - cy, dx : dx + cxe - cx]
+    inner = np.zeros(ref.shape[:2], np.float32)
+    inner[y - cy : ye - cy, x - cx : xe - cx] = 1.0
+    wcell = inner * (weight[cy:cye, cx:cxe] + 0.1)
+    if _unexplained(got, ref, (1.0 - inner) + 1e-3) > CONTEXT_AGREE:
+        return None  # the surroundings do not look like the reference: hidden (a finger), not another print
+    mine = _unexplained(got, ref, wcell)
+    other = float("nan")
+    for alt in alts:
+        patch = alt[cy:cye, cx:cxe]
+        if _unexplained(patch, ref, wcell) < SAME_PRINT:
+            continue  # the same as the reference here: no alternative
+        other = np.nanmin([other, _unexplained(got, patch, wcell)])
+    return RegionCell(mine, float(other))
+
+
+def _unexplained(got: "np.ndarray", ref: "np.ndarray", weight: "np.ndarray") -> float:
+    """The fraction of ``got``'s (weighted) variance that one gain times ``ref`` plus an offset per channel
+    does not explain: 0 the same, 1 nothing alike (a flat ``got`` is explained by anything)."""
+    import numpy as np
+
+    channels = ref.shape[2]
+    wv = weight.ravel().astype(np.float64)
+    n = wv.size
+    x = np.zeros((n * channels, channels + 1))
+    for ch in range(channels):
+        x[ch * n : (ch + 1) * n, 0] = ref[..., ch].ravel()
+        x[ch * n : (ch + 1) * n, 1 + ch] = 1.0
+    y = np.concatenate([got[..., ch].ravel() for ch in range(channels)]).astype(np.float64)
+    ww = np.sqrt(np.tile(wv, channels))
+    sol, *_ = np.linalg.lstsq(x * ww[:, None], y * ww, rcond=None)
+    means = np.concatenate([np.full(n, np.average(got[..., ch].ravel(), weights=wv)) for ch in range(channels)])
+    total = float((((y - means) * ww) ** 2).sum())
+    if total < 1e-6 * wv.sum() * channels * 25:  # flat (std < ~0.2 grey levels)
+        return 0.0
+    if sol[0] <= 0.05:
+        return 1.0
+    return float(min(1.0, (((y - x @ sol) * ww) ** 2).sum() / total))

@@ -69,12 +69,33 @@ class ThresholdPolicy(DecisionPolicy):
         t = self.thresholds
         if best is None or not best.sane or best.score < t.review_score:
             return "reject"
-        margin = best.score - (second.score if second is not None else 0.0)
+        margin = best.score - (second.score * (1.0 - common_evidence(best, second)) if second is not None else 0.0)
         if best.score < t.accept_score or margin < t.accept_margin or cosine < t.min_cosine:
             return "review"
         if best.score < t.explained_below and best.detail.get("explained", 1.0) < t.min_explained:
             return "review"  # a fragment of the cover (shared artwork), not the cover
         return "accept"
+
+
+COMMON_SHARED = 0.8  # of the rival's inliers, at least this many also the best's ...
+COMMON_SMALLER = 0.5  # ... and the rival holding at most this fraction of the best's inliers
+
+
+def common_evidence(best: "GeomMatch", second: "GeomMatch") -> float:
+    """How much of the rival's evidence is evidence the best shares with it (0..1), when it is only that.
+
+    Cards of one set share a frame, a name bar and rules texts; covers of one studio share logos.
+    A rival matched only on such common parts (its inliers are the best's own photo keypoints, and
+    far fewer) is no alternative to the best: it is not held against it. A twin (another printing
+    with the same art) matches as much as the best and is still held against it.
+    """
+    import numpy as np
+
+    mine, theirs = best.detail.get("inlier_q"), second.detail.get("inlier_q")
+    if mine is None or theirs is None or len(theirs) == 0 or second.inliers > COMMON_SMALLER * best.inliers:
+        return 0.0
+    shared = float(np.isin(theirs, mine).mean())
+    return shared if shared >= COMMON_SHARED else 0.0
 
 
 def decide(

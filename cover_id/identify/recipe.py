@@ -166,6 +166,7 @@ class Identifier:
         import time
 
         from cover_id.identify import export
+        from cover_id.identify.consistency import contradicted
         from cover_id.identify.multi import identify_multi
         from cover_id.identify.views import View, make_views
 
@@ -181,7 +182,7 @@ class Identifier:
         else:
             photo.full, views = make_views(photo.image, feats, photo.quads[0] if photo.quads else None)
             covers = [self._look(store, photo, views, photo.quads[0] if photo.quads else None)]
-            if covers[0]["decision"] != "accept" and self.config.second_look:
+            if covers[0]["decision"] != "accept" and self.config.second_look and not contradicted(covers[0]):
                 with photo.timed("second_look"):
                     closer = self._second_look(store, photo)
                 if closer is not None and closer[1]["geom_score"] > covers[0]["geom_score"]:
