@@ -124,7 +124,13 @@ def run_words(wv: Any, queries: list[Any], want: list[int | None], g_lists: list
             t = time.perf_counter()
             lists.append([i for i, _ in wv.shortlist(q, top=25)])
             ms.append((time.perf_counter() - t) * 1e3)
-        rows.append(recall_line(f"visual words + signatures, <= {h} bits, sigma {sigma:g}, {a} word(s) per descriptor", ranks(lists, want), ms))
+        rows.append(
+            recall_line(
+                f"visual words + signatures, <= {h} bits, sigma {sigma:g}, {a} word(s) per descriptor",
+                ranks(lists, want),
+                ms,
+            )
+        )
         rows.append(
             recall_line("  fused with global search", ranks([fuse([x, g], 25) for x, g in zip(lists, g_lists)], want))
         )

@@ -223,8 +223,8 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
         from cover_id.index.vote import WordVoter
 
         with progress(1, "vote index (visual words)", show) as advance:
-            sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // VOCAB_SAMPLE_REFS)]]
-            WordVoter().build(disk.path / WORDS_DIR, n, disk.features, sample)
+            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // VOCAB_SAMPLE_REFS)]]
+            WordVoter().build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
             manifest["voter_covered"] = int(n)
             advance()
 

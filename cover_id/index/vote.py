@@ -425,12 +425,12 @@ class WordVoter:
         for a, b in zip(bounds[:-1], bounds[1:]):
             w = np.asarray(w_all[a:b], np.int64)
             order = np.argsort(w, kind="stable")
-            ws = w[order]
-            first = np.searchsorted(ws, ws)  # index of each word's first occurrence in the sorted chunk
-            pos = cursor[ws] + (np.arange(len(ws)) - first)
+            w_sorted = w[order]
+            first = np.searchsorted(w_sorted, w_sorted)  # each word's first place in the sorted chunk
+            pos = cursor[w_sorted] + (np.arange(len(w_sorted)) - first)
             post[pos] = np.asarray(s_all[a:b])[order]
             sigs[pos] = np.asarray(g_all[a:b])[order]
-            cursor += np.bincount(ws, minlength=n_words)
+            cursor += np.bincount(w_sorted, minlength=n_words)
         post.flush()
         sigs.flush()
         del post, sigs, w_all, s_all, g_all
