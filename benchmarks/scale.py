@@ -315,6 +315,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--vote-index", default="auto", choices=("auto", "nn", "words"), help="keypoint-vote back-end")
     args = ap.parse_args()
     from cover_id.index.build import build_index
 
@@ -322,7 +323,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores visible, threads {args.threads}; photos: first {args.photos} DVD photos")
     for n in [int(x) for x in args.sizes.split(",")]:
         refs = refs_for(n)
-        index = SCALE / f"index_{n}"
+        index = SCALE / (f"index_{n}" if args.vote_index == "auto" else f"index_{n}_{args.vote_index}")
         build_s = None
         if args.rebuild or not (index / "manifest.json").is_file():
             shutil.rmtree(index, ignore_errors=True)
@@ -330,7 +331,7 @@ def main() -> None:
             rep = build_index(
                 index,
                 refs=refs,
-                settings={"encoder": "local", "threads": args.threads},
+                settings={"encoder": "local", "threads": args.threads, "vote_index": args.vote_index},
                 show_progress=True,
                 workers=args.workers,
             )

@@ -37,6 +37,7 @@ class Settings:
     device: str = "cpu"
     batch_size: int = 32
     threads: int = 0  # 0: all cores, but never more than os.cpu_count()
+    vote_index: str = "auto"  # keypoint votes: nn (every descriptor), words (inverted lists), auto by size
     # identify
     top_k: int = 25  # candidates retrieved per view (vector index) and by descriptor votes
     rerank_k: int = 15  # of those, how many are verified geometrically (rank-fused)
@@ -90,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULTS: dict[str, Any] = Settings().as_dict()  # the built-in values as a plain dict
 
-INDEX_KEYS = ("encoder", "model", "pretrained", "device", "batch_size")
+INDEX_KEYS = ("encoder", "model", "pretrained", "device", "batch_size", "vote_index")
 IDENTIFY_KEYS = (
     "top_k",
     "rerank_k",

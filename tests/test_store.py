@@ -371,3 +371,52 @@ def test_serve_killed_during_adds_and_deletes_loses_nothing_committed(covers: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_word_voter_streaming_build_equals_in_memory_fit(covers: Path, tmp_path: Path) -> None:
+    from cover_id.index.vote import WordVoter
+
+    build_index(tmp_path / "i", refs=covers, settings=LOCAL, show_progress=False)
+    store = IndexStore.open(tmp_path / "i")
+    feats = [store.features[i] for i in range(store.size)]
+    mem = WordVoter(coarse=8, fine=8)
+    mem.fit(feats)
+    disk = WordVoter(coarse=8, fine=8)
+    disk.build(tmp_path / "words", len(feats), lambda s: feats[s], feats)
+    assert np.array_equal(mem.offsets, disk.offsets)
+    assert np.array_equal(np.asarray(mem.postings), np.asarray(disk.postings))
+    assert np.array_equal(np.asarray(mem.sigs), np.asarray(disk.sigs))
+    loaded = WordVoter.load(tmp_path / "words")
+    assert isinstance(loaded.postings, np.memmap) and not list((tmp_path / "words").glob("scratch.*"))
+    for i, f in enumerate(feats):
+        assert loaded.shortlist(f, 1)[0][0] == i == mem.shortlist(f, 1)[0][0]
+
+
+def test_word_vote_index_serves_adds_deletes_and_compaction(covers: Path, tmp_path: Path) -> None:
+    out = tmp_path / "words"
+    build_index(out, refs=covers, settings={**LOCAL, "vote_index": "words"}, show_progress=False)
+    store = IndexStore.open(out)
+    assert store.manifest["voter_kind"] == "words" and (out / "voter_words" / "postings.npy").is_file()
+    assert not (out / "voter.faiss").exists()
+    for i in range(store.size):
+        assert store.voter().shortlist(store.features[i], 1)[0][0] == i
+    feats, raw = store.features[2], store.raw_embeddings[2]
+    snap = store.copy()
+    snap.remove("cover-002")
+    row = snap.add({"id": "again", "name": "Again", "filename": "again.jpg"}, raw, feats, "cd" * 32)
+    snap.save()
+    fresh = IndexStore.open(out)  # the added reference comes from the in-memory tail, the deleted one is masked
+    assert fresh.voter().shortlist(feats, 1)[0][0] == fresh.index_of("again") == row
+    fresh.compact()
+    again = IndexStore.open(out)
+    assert again.dead == 0 and again.manifest["voter_kind"] == "words"
+    assert again.voter().shortlist(feats, 1)[0][0] == again.index_of("again")
+
+
+def test_vote_index_setting_is_checked(covers: Path, tmp_path: Path) -> None:
+    from cover_id.index.store import VOTER_NN_MAX, pick_voter
+
+    assert pick_voter(VOTER_NN_MAX) == "nn" and pick_voter(VOTER_NN_MAX + 1) == "words"
+    assert pick_voter(10, "words") == "words"
+    with pytest.raises(CoverIdError, match="vote_index must be"):
+        build_index(tmp_path / "x", refs=covers, settings={**LOCAL, "vote_index": "faiss"}, show_progress=False)

@@ -46,6 +46,7 @@ def info(
         "build_seconds": m.get("build_seconds"),
         "format": m.get("format"),
         "search": m.get("search"),
+        "vote_index": (m.get("voter_kind") or "nn") if m.get("voter", True) else None,
         "tombstones": store.dead,
         "leftovers": leftovers,
         "references": store.records[:limit],
@@ -70,7 +71,7 @@ def info(
     search = m.get("search") or {}
     console.print(
         f"format {m.get('format')}, search {search.get('type')} over {search.get('dim')}-d compact vectors, "
-        f"{summary['tombstones']} deleted (reclaimed by `cover-id index --compact`)",
+        f"keypoint votes {summary['vote_index'] or 'off'}, {summary['tombstones']} deleted (reclaimed by `cover-id index --compact`)",
         highlight=False,
     )
     if leftovers:

@@ -41,6 +41,7 @@ FIT_ALL_BELOW = 2_000_000  # descriptors: below, the codebook sees all of them (
 VOTER_ALL_BELOW = 4_000_000  # descriptors: below, the vote index is trained on all of them (as before)
 VOTER_BATCH = 512  # references read at a time when the vote index is filled
 AUTO_WORKERS_FROM = 8  # images: below, extraction runs inline (threads would not pay for themselves)
+VOCAB_SAMPLE_REFS = 2000  # references the visual-word vocabulary is learned from
 
 
 @dataclass
@@ -221,7 +222,7 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
     import numpy as np
 
     from cover_id.index.search import BASIS_SAMPLE, GlobalIndex, learn_basis, pick_kind
-    from cover_id.index.store import VOTER_MAX
+    from cover_id.index.store import WORDS_DIR, pick_voter
     from cover_id.progress import progress
     from cover_id.store_io import atomic_write
 
@@ -243,11 +244,21 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
         advance()
     manifest["search"] = g.describe()
     _save_npz(disk.path / "global.npz", g.state(), atomic_write)
-    manifest["voter"] = len(live) <= VOTER_MAX
-    if manifest["voter"] and n:
+    kind = pick_voter(len(live), (manifest.get("settings") or {}).get("vote_index"))
+    manifest["voter"] = bool(n)
+    manifest["voter_kind"] = kind
+    if n and kind == "nn":
         with progress(1, "vote index", show) as advance:
             voter = _fit_voter(disk, all_slots)
             voter.save(str(disk.path / "voter.faiss"))  # the folder is published as a whole afterwards
+            manifest["voter_covered"] = int(n)
+            advance()
+    elif n:
+        from cover_id.index.vote import WordVoter
+
+        with progress(1, "vote index (visual words)", show) as advance:
+            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // VOCAB_SAMPLE_REFS)]]
+            WordVoter().build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
             manifest["voter_covered"] = int(n)
             advance()
 
@@ -379,12 +390,13 @@ def build_index(
     """
     from cover_id.config import DEFAULTS
     from cover_id.encoders import create_encoder, resolve_encoder_name
-    from cover_id.index.store import IndexStore
+    from cover_id.index.store import IndexStore, pick_voter
     from cover_id.runtime import set_threads
     from cover_id.store_io import clean_stale
     from cover_id.training.projection import load_projection
 
     s = {**DEFAULTS, **(settings or {})}
+    pick_voter(0, s.get("vote_index"))  # an unknown choice fails before any work
     set_threads(s.get("threads"))
     t0 = time.perf_counter()
     catalog, skipped, root = load_catalog(refs, metadata)

@@ -9,7 +9,10 @@ Layout::
     vectors.f32       encoder vectors, row ``slot`` at ``slot * dim * 4``
     embeddings.f32    index-space vectors (only when a projection head is applied)
     global.npz        checkpoint of the compact candidate index (covers slots < its count)
-    voter.faiss       keypoint-vote index, memory-mapped (covers slots < manifest voter_covered)
+    voter.faiss       keypoint-vote index of every descriptor, memory-mapped (small collections;
+                      covers slots < manifest voter_covered)
+    voter_words/      or (past 200,000 references, or vote_index: words) visual-word lists with Hamming signatures:
+                      vocab.npz in memory, postings.npy and sigs.npy memory-mapped
     encoder_state.npz state the encoder learned (local codebook); projection.npz: the head
 
 A write appends to the segment files past the committed ends, fsyncs them, then

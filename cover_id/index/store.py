@@ -34,7 +34,20 @@ if TYPE_CHECKING:
     from cover_id.training.projection import Projection
 
 FORMAT_VERSION = 2
-VOTER_MAX = 200_000  # keypoint votes need every reference descriptor in memory: skip above
+VOTER_NN_MAX = 200_000  # above, keypoint votes come from visual-word lists on disk, not every descriptor
+WORDS_DIR = "voter_words"
+
+
+def pick_voter(n_refs: int, setting: str | None = None) -> str:
+    """'nn' (a nearest-neighbour index of every reference descriptor) or 'words' (inverted lists)."""
+    choice = (setting or "auto").lower()
+    if choice not in ("auto", "nn", "words"):
+        raise CoverIdError(f"vote_index must be auto, nn or words (got {setting!r})")
+    if choice != "auto":
+        return choice
+    return "nn" if n_refs <= VOTER_NN_MAX else "words"
+
+
 COMPACT_DEAD = 0.25  # compact automatically once this fraction of slots are tombstones
 COMPACT_MIN_DEAD = 64  # ... and at least this many
 CHECKPOINT_TAIL = 2000  # re-save the search checkpoints once this many slots were added since
@@ -529,7 +542,7 @@ class IndexStore:
     def voter(self) -> _SnapshotVoter:
         """The keypoint-vote shortlister (loaded on first use: checkpoint plus later slots)."""
 
-        from cover_id.index.vote import DescriptorVoter
+        from cover_id.index.vote import DescriptorVoter, WordVoter
 
         disk = self._disk
         v = disk.shared.get("voter")
@@ -539,7 +552,12 @@ class IndexStore:
                 if v is None:
                     ck = disk.path / "voter.faiss"
                     end = disk.next_slot()
-                    if ck.is_file():
+                    if self.manifest.get("voter_kind") == "words" and (disk.path / WORDS_DIR).is_dir():
+                        v = WordVoter.load(disk.path / WORDS_DIR)
+                        feats = [disk.features(s) for s in range(v.covered, end)]
+                        if feats:
+                            v.add(feats)
+                    elif ck.is_file():
                         covered = int(self.manifest.get("voter_covered", 0))
                         v = DescriptorVoter.load(str(ck), covered)
                         feats = [disk.features(s) for s in range(covered, end)]

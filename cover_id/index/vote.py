@@ -1,14 +1,23 @@
 """Keypoint-vote shortlist: references ranked by how many query descriptors they hold.
 
-:class:`DescriptorVoter` is the complement of the global vectors: every
-reference descriptor goes into a FAISS index (exact for small collections,
-IVF-SQ8 beyond), each query descriptor votes for the references holding its
-nearest neighbours. On cluttered whole phone photos it ranks the right cover
-first where VLAD alone does not reach 100 % even at rank 25.
+Two back-ends, chosen by collection size (``vote_index``, recorded in the manifest):
+
+- :class:`DescriptorVoter` puts every reference descriptor into a FAISS index
+  (exact, or IVF-SQ8 when large); each query descriptor votes for the references
+  holding its nearest neighbours. The most accurate; its size grows with every
+  descriptor (about 100 KiB per reference on disk, paged in as queried).
+- :class:`WordVoter` keeps inverted lists over visual words, each posting
+  confirmed by a 64-bit Hamming signature: about 12 bytes per descriptor on
+  disk, memory-mapped, and a query reads only the lists of its words.
+
+On cluttered whole phone photos both rank the right cover first where the
+global vectors alone do not reach 100 % even at rank 25.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -192,57 +201,30 @@ class DescriptorVoter:
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 12) -> np.ndarray:
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, max_points_per_centroid=256)
+    km = faiss.Kmeans(
+        x.shape[1], k, niter=niter, seed=seed, verbose=False, max_points_per_centroid=256, min_points_per_centroid=4
+    )
     km.train(np.ascontiguousarray(x, np.float32))
     return np.ascontiguousarray(km.centroids, np.float32)
 
 
-class InvertedFileVoter:
-    """Shortlist references by shared visual words, scored tf-idf, from on-disk inverted lists.
+class Vocabulary:
+    """Visual words: a two-level k-means (``coarse`` x ``fine`` words) of RootSIFT descriptors."""
 
-    The vocabulary is a two-level k-means (``coarse`` x ``fine`` words) of the
-    references' RootSIFT descriptors. Each reference is a bag of words; the
-    inverted lists (word -> references holding it, with counts) are a CSR
-    array that :meth:`load_state` can memory-map, so only the lists a query
-    touches are read. Words that many references share count little (idf)
-    and those in more than ``stop_fraction`` of them are skipped. References
-    added after :meth:`fit` are kept in memory until the next checkpoint.
-    """
-
-    def __init__(
-        self,
-        coarse: int = 256,
-        fine: int = 256,
-        seed: int = 0,
-        train_samples: int = 200_000,
-        stop_fraction: float = 0.1,
-    ) -> None:
+    def __init__(self, coarse: int = 256, fine: int = 256, seed: int = 0, train_samples: int = 500_000) -> None:
         self.coarse = coarse
         self.fine = fine
         self.seed = seed
         self.train_samples = train_samples
-        self.stop_fraction = stop_fraction
         self.c1: np.ndarray | None = None  # (K1, 128)
         self.c2: np.ndarray | None = None  # (K1, K2, 128)
-        self.offsets = np.zeros(1, np.int64)
-        self.postings = np.zeros(0, np.uint32)
-        self.tf = np.zeros(0, np.uint16)
-        self.idf = np.zeros(0, np.float32)
-        self.norms = np.zeros(0, np.float32)  # per slot (checkpoint and tail)
-        self.n_fit = 0
-        self._tail: dict[int, list[tuple[int, int]]] = {}
 
     @property
     def n_words(self) -> int:
         return 0 if self.c2 is None else int(self.c2.shape[0] * self.c2.shape[1])
 
-    @property
-    def n_refs(self) -> int:
-        return int(len(self.norms))
-
-    def fit(self, features: list[Features]) -> None:
-        """Learn the vocabulary and index every reference (reference i = slot i)."""
-        x = _sample_descriptors(features, self.train_samples, self.seed)
+    def fit(self, x: np.ndarray) -> None:
+        """Learn the words from sampled descriptors (float rows)."""
         if len(x) == 0:
             x = np.zeros((1, 128), np.float32)
         k1 = int(max(1, min(self.coarse, len(x) // 64)))
@@ -258,14 +240,29 @@ class InvertedFileVoter:
             elif len(pts):
                 c2[c, 0] = pts.mean(0)
         self.c2 = c2
-        words = [self.words(f.desc) for f in features]
-        self._build_lists(words)
 
-    def words(self, desc: np.ndarray) -> np.ndarray:
-        """Word id of every descriptor (uint8 RootSIFT rows)."""
-        if self.c1 is None or self.c2 is None or len(desc) == 0:
+    def nearest_words(self, x: np.ndarray, m: int) -> np.ndarray:
+        """(n, m) the ``m`` nearest words of every row within its nearest coarse cell, nearest first."""
+        assert self.c1 is not None and self.c2 is not None
+        m = int(max(1, min(m, self.c2.shape[1])))
+        if len(x) == 0:
+            return np.zeros((0, m), np.int64)
+        top = _assign(x, self.c1)
+        out = np.empty((len(x), m), np.int64)
+        for c in np.unique(top):
+            sel = top == c
+            cent = self.c2[c]
+            xs = x[sel]
+            d = (xs * xs).sum(1)[:, None] - 2.0 * (xs @ cent.T) + (cent * cent).sum(1)[None, :]
+            near = np.argsort(d, axis=1)[:, :m]
+            out[sel] = c * self.c2.shape[1] + near
+        return out
+
+    def words_of(self, x: np.ndarray) -> np.ndarray:
+        """Word id of every float descriptor row."""
+        assert self.c1 is not None and self.c2 is not None
+        if len(x) == 0:
             return np.zeros(0, np.int64)
-        x = desc_float(desc)
         top = _assign(x, self.c1)
         out = np.empty(len(x), np.int64)
         for c in np.unique(top):
@@ -273,110 +270,283 @@ class InvertedFileVoter:
             out[m] = c * self.c2.shape[1] + _assign(x[m], self.c2[c])
         return out
 
-    def _build_lists(self, words: list[np.ndarray]) -> None:
-        n_words = self.n_words
-        doc = (
-            np.concatenate([np.full(len(w), i, np.int64) for i, w in enumerate(words)])
-            if words
-            else np.zeros(0, np.int64)
-        )
-        w_all = np.concatenate(words) if words else np.zeros(0, np.int64)
-        key = w_all * np.int64(len(words) + 1) + doc
-        uniq, counts = np.unique(key, return_counts=True)
-        w_u, d_u = uniq // (len(words) + 1), uniq % (len(words) + 1)
+
+def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid of every row."""
+    d = (x * x).sum(1)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
+    return np.argmin(d, axis=1)
+
+
+SIG_BITS = 64
+
+
+class WordVoter:
+    """Shortlist references by visual words confirmed with Hamming signatures, from on-disk lists.
+
+    Every reference descriptor is one posting: its visual word (a two-level k-means
+    vocabulary of ``coarse`` x ``fine`` words), its slot, and a 64-bit signature
+    (signs of a random projection of its residual to the word's centroid). A query
+    descriptor votes for the references holding a posting of its word within
+    ``max_hamming`` bits, weighted by the word's idf and the signature distance; a
+    reference gets at most one vote per query descriptor, as with
+    :class:`DescriptorVoter`, whose recall it approaches without holding every
+    descriptor in memory. The lists are ``.npy`` files that :meth:`load`
+    memory-maps: a query reads only the lists of its words. References added
+    later are kept in a small in-memory tail until the next build.
+    """
+
+    def __init__(
+        self,
+        coarse: int = 256,
+        fine: int = 256,
+        seed: int = 0,
+        train_samples: int = 500_000,
+        max_hamming: int = 24,
+        sigma: float = 12.0,
+        stop_fraction: float = 0.05,
+        assign: int = 2,
+    ) -> None:
+        self.assign = assign
+        self.vocab = Vocabulary(coarse, fine, seed, train_samples)
+        self.seed = seed
+        self.max_hamming = max_hamming
+        self.sigma = sigma
+        self.stop_fraction = stop_fraction
+        self.proj = np.zeros((SIG_BITS, 128), np.float32)
+        self.medians = np.zeros((0, SIG_BITS), np.float32)
+        self.offsets = np.zeros(1, np.int64)
+        self.postings: np.ndarray = np.zeros(0, np.uint32)
+        self.sigs: np.ndarray = np.zeros(0, np.uint64)
+        self.idf = np.zeros(0, np.float32)
+        self.covered = 0  # slots 0..covered-1 are in the lists
+        self._tail: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (words, slots, sigs) per added slot
+        self._tail_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_refs(self) -> int:
+        return self.covered + len(self._tail)
+
+    # ---- vocabulary and signatures -------------------------------------------------------------
+    def fit_vocabulary(self, sample: list[Features]) -> None:
+        """Learn the words, the projection and the per-word medians from a sample of references."""
+        x = _sample_descriptors(sample, self.vocab.train_samples, self.seed)
+        self.vocab.fit(x)
+        rng = np.random.default_rng(self.seed)
+        q, _ = np.linalg.qr(rng.normal(size=(128, 128)))
+        self.proj = np.ascontiguousarray(q[:SIG_BITS], np.float32)
+        n_words = self.vocab.n_words
+        self.medians = np.zeros((n_words, SIG_BITS), np.float32)
+        if len(x):
+            w = self.vocab.words_of(x)
+            p = self._project(x, w)
+            order = np.argsort(w, kind="stable")
+            w, p = w[order], p[order]
+            bounds = np.searchsorted(w, np.arange(n_words + 1))
+            for word in np.flatnonzero(np.diff(bounds) >= 8):
+                self.medians[word] = np.median(p[bounds[word] : bounds[word + 1]], 0)
+
+    def _project(self, x: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Random projection of each descriptor's residual to its word's centroid."""
+        assert self.vocab.c2 is not None
+        return (x - self.vocab.c2.reshape(-1, 128)[words]) @ self.proj.T
+
+    def _signatures(self, x: np.ndarray, words: np.ndarray) -> np.ndarray:
+        bits = (self._project(x, words) > self.medians[words]).astype(np.uint64)
+        return (bits << np.arange(SIG_BITS, dtype=np.uint64)[None, :]).sum(1, dtype=np.uint64)
+
+    def encode(self, f: Features) -> tuple[np.ndarray, np.ndarray]:
+        """(word ids, signatures) of one reference's descriptors."""
+        if len(f) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+        x = desc_float(f.desc)
+        w = self.vocab.words_of(x)
+        return w, self._signatures(x, w)
+
+    # ---- building ---------------------------------------------------------------------------
+    def fit(self, features: list[Features]) -> None:
+        """Vocabulary and lists in memory (reference i = slot i): small collections and tests."""
+        self.fit_vocabulary(features)
+        enc = [self.encode(f) for f in features]
+        words = np.concatenate([w for w, _ in enc]) if enc else np.zeros(0, np.int64)
+        slots = np.concatenate([np.full(len(w), i, np.uint32) for i, (w, _) in enumerate(enc)]) if enc else words
+        sigs = np.concatenate([g for _, g in enc]) if enc else np.zeros(0, np.uint64)
+        order = np.argsort(words, kind="stable")
+        self.offsets = np.searchsorted(words[order], np.arange(self.vocab.n_words + 1)).astype(np.int64)
+        self.postings = np.asarray(slots, np.uint32)[order]
+        self.sigs = sigs[order]
+        self.covered = len(features)
+        df = np.zeros(self.vocab.n_words, np.float64)
+        for w, _ in enc:
+            df[np.unique(w)] += 1
+        self._set_idf(df)
+
+    def _set_idf(self, df: np.ndarray) -> None:
+        self.idf = np.log((self.covered + 1) / (df + 1)).astype(np.float32)
+
+    def build(self, folder: Path, n_slots: int, read: Callable[[int], Features], sample: list[Features]) -> None:
+        """Write the lists of slots ``0..n_slots-1`` to ``folder`` in two streaming passes.
+
+        Pass one encodes references a batch at a time into scratch files (words,
+        slots, signatures) and counts each word; pass two places every posting at
+        its word's offset in memory-mapped output files. Memory stays bounded by
+        the batch, whatever ``n_slots`` is.
+        """
+        self.fit_vocabulary(sample)
+        folder.mkdir(parents=True, exist_ok=True)
+        n_words = self.vocab.n_words
+        counts = np.zeros(n_words, np.int64)
+        df = np.zeros(n_words, np.float64)
+        scratch = [folder / f"scratch.{k}" for k in ("w", "s", "g")]
+        bounds = [0]
+        with open(scratch[0], "wb") as fw, open(scratch[1], "wb") as fs, open(scratch[2], "wb") as fg:
+            for a in range(0, n_slots, BUILD_BATCH):
+                ws, ss, gs = [], [], []
+                for slot in range(a, min(n_slots, a + BUILD_BATCH)):
+                    w, g = self.encode(read(slot))
+                    ws.append(w.astype(np.int32))
+                    ss.append(np.full(len(w), slot, np.uint32))
+                    gs.append(g)
+                    df[np.unique(w)] += 1
+                w_b = np.concatenate(ws) if ws else np.zeros(0, np.int32)
+                counts += np.bincount(w_b, minlength=n_words)
+                fw.write(w_b.tobytes())
+                fs.write((np.concatenate(ss) if ss else np.zeros(0, np.uint32)).tobytes())
+                fg.write((np.concatenate(gs) if gs else np.zeros(0, np.uint64)).tobytes())
+                bounds.append(bounds[-1] + len(w_b))
+        total = int(counts.sum())
         self.offsets = np.zeros(n_words + 1, np.int64)
-        np.cumsum(np.bincount(w_u, minlength=n_words), out=self.offsets[1:])
-        self.postings = d_u.astype(np.uint32)
-        self.tf = np.minimum(counts, 65535).astype(np.uint16)
-        df = np.diff(self.offsets).astype(np.float32)
-        self.n_fit = len(words)
-        self.idf = np.log((self.n_fit + 1) / (df + 1)).astype(np.float32)
-        weights = self.tf.astype(np.float32) * self.idf[w_u]
-        self.norms = np.sqrt(np.bincount(d_u, weights=weights**2, minlength=len(words))).astype(np.float32)
-        self._tail = {}
+        np.cumsum(counts, out=self.offsets[1:])
+        post = np.lib.format.open_memmap(folder / "postings.npy", "w+", np.uint32, (total,))
+        sigs = np.lib.format.open_memmap(folder / "sigs.npy", "w+", np.uint64, (total,))
+        cursor = self.offsets[:-1].copy()
+        w_all = np.memmap(scratch[0], np.int32, "r", shape=(total,)) if total else np.zeros(0, np.int32)
+        s_all = np.memmap(scratch[1], np.uint32, "r", shape=(total,)) if total else np.zeros(0, np.uint32)
+        g_all = np.memmap(scratch[2], np.uint64, "r", shape=(total,)) if total else np.zeros(0, np.uint64)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            w = np.asarray(w_all[a:b], np.int64)
+            order = np.argsort(w, kind="stable")
+            w_sorted = w[order]
+            first = np.searchsorted(w_sorted, w_sorted)  # each word's first place in the sorted chunk
+            pos = cursor[w_sorted] + (np.arange(len(w_sorted)) - first)
+            post[pos] = np.asarray(s_all[a:b])[order]
+            sigs[pos] = np.asarray(g_all[a:b])[order]
+            cursor += np.bincount(w_sorted, minlength=n_words)
+        post.flush()
+        sigs.flush()
+        del post, sigs, w_all, s_all, g_all
+        for f in scratch:
+            f.unlink()
+        self.covered = n_slots
+        self._set_idf(df)
+        self._save_vocab(folder)
+        self.postings = np.load(folder / "postings.npy", mmap_mode="r")
+        self.sigs = np.load(folder / "sigs.npy", mmap_mode="r")
+
+    def _save_vocab(self, folder: Path) -> None:
+        assert self.vocab.c1 is not None and self.vocab.c2 is not None
+        with open(folder / "vocab.npz", "wb") as fh:
+            np.savez(
+                fh,
+                c1=self.vocab.c1,
+                c2=self.vocab.c2,
+                proj=self.proj,
+                medians=self.medians,
+                offsets=self.offsets,
+                idf=self.idf,
+                covered=np.array([self.covered], np.int64),
+                params=np.array([self.max_hamming, self.sigma, self.stop_fraction], np.float64),
+            )
+
+    def save(self, folder: Path) -> None:
+        """Write an in-memory voter (:meth:`fit`) to ``folder`` for :meth:`load`."""
+        if self._tail:
+            raise ValueError("only a freshly fitted voter can be saved")
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "postings.npy", np.asarray(self.postings))
+        np.save(folder / "sigs.npy", np.asarray(self.sigs))
+        self._save_vocab(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> "WordVoter":
+        """Open saved lists; postings and signatures stay on disk (memory-mapped)."""
+        v = cls()
+        with np.load(folder / "vocab.npz", allow_pickle=False) as z:
+            v.vocab.c1, v.vocab.c2 = z["c1"], z["c2"]
+            v.proj, v.medians, v.offsets, v.idf = z["proj"], z["medians"], z["offsets"], z["idf"]
+            v.covered = int(z["covered"][0])
+            v.max_hamming, v.sigma, v.stop_fraction = int(z["params"][0]), float(z["params"][1]), float(z["params"][2])
+        v.postings = np.load(folder / "postings.npy", mmap_mode="r")
+        v.sigs = np.load(folder / "sigs.npy", mmap_mode="r")
+        return v
 
     def add(self, features: list[Features]) -> None:
-        """Append references after the ones indexed (kept in memory until the next fit/checkpoint)."""
-        norms: list[float] = []
+        """Append references after the ones indexed (in memory until the next build)."""
         for f in features:
-            slot = self.n_refs + len(norms)
-            w, c = np.unique(self.words(f.desc), return_counts=True)
-            for word, count in zip(w, c):
-                self._tail.setdefault(int(word), []).append((slot, int(count)))
-            norms.append(float(np.sqrt(((c * self.idf[w]) ** 2).sum())) if len(w) else 0.0)
-        self.norms = np.concatenate([self.norms, np.asarray(norms, np.float32)])
+            w, g = self.encode(f)
+            self._tail.append((w, np.full(len(w), self.n_refs, np.uint32), g))
+        self._tail_sorted = None
+
+    # ---- querying ---------------------------------------------------------------------------
+    def _tail_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._tail_sorted is None:
+            w = np.concatenate([t[0] for t in self._tail]) if self._tail else np.zeros(0, np.int64)
+            s = np.concatenate([t[1] for t in self._tail]) if self._tail else np.zeros(0, np.uint32)
+            g = np.concatenate([t[2] for t in self._tail]) if self._tail else np.zeros(0, np.uint64)
+            order = np.argsort(w, kind="stable")
+            self._tail_sorted = (w[order], s[order], g[order])
+        return self._tail_sorted
 
     def votes(self, query: Features) -> np.ndarray:
-        """(n_refs,) tf-idf cosine of the query's bag of words with every reference."""
+        """(n_refs,) float32 votes per slot."""
         out = np.zeros(self.n_refs, np.float32)
-        if len(query) == 0 or self.c1 is None:
+        if len(query) == 0 or self.vocab.c1 is None:
             return out
-        w, c = np.unique(self.words(query.desc), return_counts=True)
-        qw = c.astype(np.float32) * self.idf[w]
-        stop = max(8, self.stop_fraction * self.n_fit)
-        for word, q in zip(w, qw):
-            a, b = int(self.offsets[word]), int(self.offsets[word + 1])
-            if 0 < b - a <= stop:
-                out[np.asarray(self.postings[a:b], np.int64)] += q * self.idf[word] * self.tf[a:b].astype(np.float32)
-            for slot, count in self._tail.get(int(word), ()):
-                out[slot] += q * self.idf[word] * count
-        qn = float(np.sqrt((qw**2).sum())) or 1.0
-        return out / (np.maximum(self.norms, 1e-6) * qn)
+        x = desc_float(query.desc)
+        if self.assign > 1:  # each descriptor looks in its nearest words, not only the one it falls in
+            w2 = self.vocab.nearest_words(x, self.assign)
+            m = w2.shape[1]
+            w = w2.ravel()
+            x = np.repeat(x, m, axis=0)
+        else:
+            m, w = 1, self.vocab.words_of(x)
+        sig = self._signatures(x, w)
+        a, b = self.offsets[w], self.offsets[w + 1]
+        stop = max(8.0, self.stop_fraction * self.covered) * 64  # a word everywhere many times over says nothing
+        lens = np.where(b - a <= stop, b - a, 0)
+        q_idx = np.repeat(np.arange(len(w)), lens)
+        starts = np.repeat(a - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+        pos = starts + np.arange(int(lens.sum()))
+        refs = np.asarray(self.postings[pos], np.int64)
+        other = np.asarray(self.sigs[pos], np.uint64)
+        if self._tail:
+            tw, ts, tg = self._tail_lists()
+            ta, tb = np.searchsorted(tw, w, "left"), np.searchsorted(tw, w, "right")
+            tl = tb - ta
+            tq = np.repeat(np.arange(len(w)), tl)
+            tpos = np.repeat(ta - np.concatenate([[0], np.cumsum(tl)[:-1]]), tl) + np.arange(int(tl.sum()))
+            q_idx = np.concatenate([q_idx, tq])
+            refs = np.concatenate([refs, ts[tpos].astype(np.int64)])
+            other = np.concatenate([other, tg[tpos]])
+        ham = np.bitwise_count(other ^ sig[q_idx]).astype(np.float32)
+        ok = ham <= self.max_hamming
+        q_idx, refs, ham = q_idx[ok], refs[ok], ham[ok]
+        weight = self.idf[w[q_idx]] * (np.exp(-((ham / self.sigma) ** 2)) if self.sigma else 1.0)
+        # one vote per (query descriptor, reference): its best-matching posting
+        key = (q_idx // m) * np.int64(self.n_refs + 1) + refs
+        order = np.lexsort((-weight, key))
+        key, weight = key[order], weight[order]
+        first = np.ones(len(key), bool)
+        first[1:] = key[1:] != key[:-1]
+        np.add.at(out, key[first] % (self.n_refs + 1), weight[first])
+        return out
 
     def shortlist(self, query: Features, top: int = 25) -> list[tuple[int, float]]:
         v = self.votes(query)
         order = np.argsort(-v, kind="stable")[:top]
         return [(int(i), float(v[i])) for i in order if v[i] > 0]
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Arrays for a checkpoint; the tail is folded into the lists."""
-        if self._tail:
-            self._fold_tail()
-        assert self.c1 is not None and self.c2 is not None
-        return {
-            "ivf_c1": self.c1,
-            "ivf_c2": self.c2,
-            "ivf_offsets": self.offsets,
-            "ivf_postings": self.postings,
-            "ivf_tf": self.tf,
-            "ivf_idf": self.idf,
-            "ivf_norms": self.norms,
-            "ivf_n_fit": np.array([self.n_fit]),
-        }
-
-    def _fold_tail(self) -> None:
-        n_words = self.n_words
-        lens = np.diff(self.offsets)
-        extra = np.zeros(n_words, np.int64)
-        for word, items in self._tail.items():
-            extra[word] = len(items)
-        offsets = np.zeros(n_words + 1, np.int64)
-        np.cumsum(lens + extra, out=offsets[1:])
-        postings = np.empty(int(offsets[-1]), np.uint32)
-        tf = np.empty(int(offsets[-1]), np.uint16)
-        for word in range(n_words):
-            a, b = int(self.offsets[word]), int(self.offsets[word + 1])
-            o = int(offsets[word])
-            postings[o : o + b - a] = self.postings[a:b]
-            tf[o : o + b - a] = self.tf[a:b]
-            for j, (slot, count) in enumerate(self._tail.get(word, ())):
-                postings[o + b - a + j] = slot
-                tf[o + b - a + j] = min(count, 65535)
-        self.offsets, self.postings, self.tf, self._tail = offsets, postings, tf, {}
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.c1 = np.asarray(state["ivf_c1"], np.float32)
-        self.c2 = np.asarray(state["ivf_c2"], np.float32)
-        self.offsets = np.asarray(state["ivf_offsets"], np.int64)
-        self.postings = state["ivf_postings"]
-        self.tf = state["ivf_tf"]
-        self.idf = np.asarray(state["ivf_idf"], np.float32)
-        self.norms = np.asarray(state["ivf_norms"], np.float32)
-        self.n_fit = int(np.asarray(state["ivf_n_fit"])[0])
-        self._tail = {}
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "words", "words": self.vocab.n_words, "max_hamming": self.max_hamming, "sigma": self.sigma}
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid of every row."""
-    d = (x * x).sum(1)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
-    return np.argmin(d, axis=1)
+BUILD_BATCH = 512  # references encoded at a time by WordVoter.build
