@@ -216,3 +216,18 @@ def test_text_search_follows_every_write_and_old_indexes_are_migrated(tmp_path: 
     coll = Collection(Identifier.from_index(index, {"threads": 1}), index)
     coll.remove("lilies")
     assert ids("monet") == [] and coll.store.text_search("monet") == []
+
+
+def test_two_exposures_of_one_art_as_separate_references_do_not_crash(tmp_path: Path) -> None:
+    """Twins that differ only in exposure: the variant check cannot tell them apart, and says so."""
+    from cover_id.index.build import build_index
+    from cover_id.pipeline import Identifier
+
+    refs = tmp_path / "refs"
+    write_covers(refs, 4, start=10)
+    _image(refs / "a.jpg", 3)
+    _image(refs / "b.jpg", 3, gain=0.8)
+    build_index(tmp_path / "idx", refs=refs, settings={"encoder": "local"}, show_progress=False)
+    out = Identifier.from_index(tmp_path / "idx", {"threads": 1}).identify(_photo(tmp_path, 3, 21))
+    assert "error" not in out and out["decision"] in ("accept", "review")
+    assert out["match"]["id"] in ("a", "b")

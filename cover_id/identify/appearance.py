@@ -242,6 +242,18 @@ class TwinVerdict:
     blend: float  # the photo there, as a blend of the two: 0 = the first, 1 = the second (NaN: nothing seen)
 
 
+def _lstsq(a: "np.ndarray", b: "np.ndarray") -> "np.ndarray | None":
+    """Least squares, or None where it cannot be solved (non-finite pixels, no convergence)."""
+    import numpy as np
+
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    try:
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+    except np.linalg.LinAlgError:
+        return None
+
+
 def _blend(photo: "np.ndarray", a: "np.ndarray", b: "np.ndarray", weight: "np.ndarray") -> float:
     """Least-squares t in photo ~ gain * (a + t (b - a)) + offset (one gain, an offset per channel).
 
@@ -261,8 +273,8 @@ def _blend(photo: "np.ndarray", a: "np.ndarray", b: "np.ndarray", weight: "np.nd
         x[rows, -1] = (b[..., ch] - a[..., ch]).ravel()  # gain * t folded into one unknown
     y = np.concatenate([photo[..., ch].ravel() for ch in range(channels)])
     ww = np.tile(w, channels)
-    sol, *_ = np.linalg.lstsq(x * ww[:, None], y * ww, rcond=None)
-    return float(sol[-1] / sol[0]) if sol[0] > 0.05 else float("nan")
+    sol = _lstsq(x * ww[:, None], y * ww)
+    return float(sol[-1] / sol[0]) if sol is not None and sol[0] > 0.05 else float("nan")
 
 
 def difference(
@@ -465,7 +477,9 @@ def _unexplained(got: "np.ndarray", ref: "np.ndarray", weight: "np.ndarray") -> 
         x[ch * n : (ch + 1) * n, 1 + ch] = 1.0
     y = np.concatenate([got[..., ch].ravel() for ch in range(channels)]).astype(np.float64)
     ww = np.sqrt(np.tile(wv, channels))
-    sol, *_ = np.linalg.lstsq(x * ww[:, None], y * ww, rcond=None)
+    sol = _lstsq(x * ww[:, None], y * ww)
+    if sol is None:
+        return 1.0  # nothing could be fitted: count it as unexplained (never towards an accept)
     means = np.concatenate([np.full(n, np.average(got[..., ch].ravel(), weights=wv)) for ch in range(channels)])
     total = float((((y - means) * ww) ** 2).sum())
     if total < 1e-6 * wv.sum() * channels * 25:  # flat (std < ~0.2 grey levels)
