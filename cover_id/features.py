@@ -23,12 +23,14 @@ DEFAULT_MAX_FEATURES = 1000
 DEFAULT_CONTRAST = 0.04  # SIFT's contrast threshold (OpenCV's default)
 # Photos through glass, in dim rooms or of soft watercolours have little
 # contrast: at 0.04 a museum photo keeps 20-100 keypoints of a 1000 budget and
-# matches nothing. A photo left with less than LOW_CONTRAST_FLOOR of its budget
-# is described again at LOW_CONTRAST (see extract_photo_features). Measured at
-# 640 px: the dev photos of DVDs keep 231-1000 (5 % below 306), of books
-# 293-1000, of paintings 23-1000 (half of them 23-73).
+# matches nothing. A photo left with fewer than LOW_CONTRAST_KEYPOINTS is
+# described again at LOW_CONTRAST (see extract_photo_features); the count does
+# not grow with the budget (--multi and the second look have 3000): a photo's
+# contrast is what it is. Measured at 640 px: the dev photos of DVDs keep
+# 231-1000 (5 % below 306), of books 293-1000, of paintings 23-1000 (half of
+# them 23-73); at 1024 px the DVD photos keep 243-3000 (5 % below 462).
 LOW_CONTRAST = 0.01
-LOW_CONTRAST_FLOOR = 0.3
+LOW_CONTRAST_KEYPOINTS = 300
 
 
 @dataclass
@@ -117,7 +119,7 @@ def extract_photo_features(
     so decision thresholds calibrated on them keep their meaning.
     """
     feats = extract_features(image_bgr, max_side, max_features)
-    if len(feats) >= LOW_CONTRAST_FLOOR * max_features:
+    if len(feats) >= min(LOW_CONTRAST_KEYPOINTS, max_features):
         return feats
     return extract_features(image_bgr, max_side, max_features, LOW_CONTRAST)
 
