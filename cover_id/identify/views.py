@@ -84,13 +84,12 @@ class View:
 
 
 def photo_features(image: "np.ndarray", multi: bool = False, max_side: int = 0, max_features: int = 0) -> "Features":
-    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given; a
-    low-contrast photo is described at a lower threshold, see :func:`extract_photo_features`)."""
-    from cover_id.features import DEFAULT_MAX_FEATURES, DEFAULT_MAX_SIDE, extract_photo_features
+    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given)."""
+    from cover_id.features import DEFAULT_MAX_FEATURES, DEFAULT_MAX_SIDE, extract_features
 
     if multi:
-        return extract_photo_features(image, MULTI_SIDE, MULTI_FEATURES)
-    return extract_photo_features(image, max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES)
+        return extract_features(image, max_side=MULTI_SIDE, max_features=MULTI_FEATURES)
+    return extract_features(image, max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES)
 
 
 def make_views(image: "np.ndarray", feats: "Features", quad: "Quad | None") -> tuple[View, list[View]]:
