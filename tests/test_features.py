@@ -1,7 +1,16 @@
 import cv2
 import numpy as np
 
-from cover_id.features import Features, desc_float, extract_features, features_at, pack_features, unpack_features
+from cover_id.features import (
+    DEFAULT_CONTRAST,
+    LOW_CONTRAST_KEYPOINTS,
+    Features,
+    desc_float,
+    extract_features,
+    features_at,
+    pack_features,
+    unpack_features,
+)
 
 
 def textured(seed: int, w: int = 300, h: int = 400) -> np.ndarray:
@@ -58,3 +67,28 @@ def test_pack_unpack_round_trip():
     np.testing.assert_array_equal(features_at(packed, 2).desc, fs[2].desc)
     assert unpack_features(pack_features([])) == []
     assert isinstance(back[0], Features)
+
+
+def faded(img: np.ndarray, contrast: float) -> np.ndarray:
+    """``img`` with its contrast around mid-grey cut to ``contrast`` (a photo through glass, in a dim room)."""
+    return np.clip(128.0 + (img.astype(np.float32) - 128.0) * contrast, 0, 255).round().astype(np.uint8)
+
+
+def test_image_with_contrast_is_described_at_the_default_threshold():
+    img = cv2.resize(np.hstack([textured(1), textured(3)]), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    a, b = extract_features(img, 640, 1000, DEFAULT_CONTRAST), extract_features(img, 640, 1000)
+    assert len(a) >= LOW_CONTRAST_KEYPOINTS
+    np.testing.assert_array_equal(a.xy, b.xy)
+    np.testing.assert_array_equal(a.desc, b.desc)
+
+
+def test_low_contrast_image_is_described_again_and_matches_its_reference():
+    from cover_id.rerankers.geometric import GeometricReranker
+
+    ref = textured(2)
+    photo = cv2.resize(faded(ref, 0.1), None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
+    plain, again = extract_features(photo, 640, 1000, DEFAULT_CONTRAST), extract_features(photo, 640, 1000)
+    assert len(plain) < LOW_CONTRAST_KEYPOINTS <= len(again)
+    reranker, ref_feats = GeometricReranker(), extract_features(ref, 640, 1000, DEFAULT_CONTRAST)
+    before, after = reranker.match(plain, ref_feats), reranker.match(again, ref_feats)
+    assert after.inliers > 2 * max(before.inliers, 10) and after.score > before.score
