@@ -103,6 +103,7 @@ def test_presets_sit_between_defaults_and_the_other_layers(tmp_path: Path, monke
         "pretrained": "laion2b_s34b_b79k",
         "device": "cpu",
         "batch_size": 32,
+        "vote_index": "auto",
     }
     assert Settings.from_mapping({"top_k": None, "api_key": None, "unknown": 1}).top_k == 25
 
