@@ -373,23 +373,24 @@ def test_serve_killed_during_adds_and_deletes_loses_nothing_committed(covers: Pa
         proc.wait(timeout=30)
 
 
-def test_word_voter_streaming_build_equals_in_memory_fit(covers: Path, tmp_path: Path) -> None:
+def test_word_voter_streaming_build_equals_its_postings_sorted_by_word(covers: Path, tmp_path: Path) -> None:
     from cover_id.index.vote import WordVoter
 
     build_index(tmp_path / "i", refs=covers, settings=LOCAL, show_progress=False)
     store = IndexStore.open(tmp_path / "i")
     feats = [store.features[i] for i in range(store.size)]
-    mem = WordVoter(coarse=8, fine=8)
-    mem.fit(feats)
-    disk = WordVoter(coarse=8, fine=8)
-    disk.build(tmp_path / "words", len(feats), lambda s: feats[s], feats)
-    assert np.array_equal(mem.offsets, disk.offsets)
-    assert np.array_equal(np.asarray(mem.postings), np.asarray(disk.postings))
-    assert np.array_equal(np.asarray(mem.sigs), np.asarray(disk.sigs))
+    built = WordVoter(coarse=8, fine=8)
+    built.build(tmp_path / "words", len(feats), lambda s: feats[s], feats)
+    enc = [built.encode(f) for f in feats]  # every posting, in slot order, then sorted by word (stable)
+    words = np.concatenate([w for w, _ in enc])
+    order = np.argsort(words, kind="stable")
+    assert np.array_equal(built.offsets, np.searchsorted(words[order], np.arange(built.vocab.n_words + 1)))
+    assert np.array_equal(np.asarray(built.postings), np.repeat(np.arange(len(feats)), [len(w) for w, _ in enc])[order])
+    assert np.array_equal(np.asarray(built.sigs), np.concatenate([g for _, g in enc])[order])
     loaded = WordVoter.load(tmp_path / "words")
     assert isinstance(loaded.postings, np.memmap) and not list((tmp_path / "words").glob("scratch.*"))
     for i, f in enumerate(feats):
-        assert loaded.shortlist(f, 1)[0][0] == i == mem.shortlist(f, 1)[0][0]
+        assert loaded.shortlist(f, 1)[0][0] == i == built.shortlist(f, 1)[0][0]
 
 
 def test_word_vote_index_serves_adds_deletes_and_compaction(covers: Path, tmp_path: Path) -> None:

@@ -184,11 +184,9 @@ class _SnapshotVoter:
         return out
 
     def shortlist(self, query: "Features", top: int = 25) -> list[tuple[int, float]]:
-        import numpy as np
+        from cover_id.index.vote import top_votes
 
-        v = self.votes(query)
-        order = np.argsort(-v, kind="stable")[:top]
-        return [(int(i), float(v[i])) for i in order if v[i] > 0]
+        return top_votes(self.votes(query), top)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -554,18 +552,14 @@ class IndexStore:
                     end = disk.next_slot()
                     if self.manifest.get("voter_kind") == "words" and (disk.path / WORDS_DIR).is_dir():
                         v = WordVoter.load(disk.path / WORDS_DIR)
-                        feats = [disk.features(s) for s in range(v.covered, end)]
-                        if feats:
-                            v.add(feats)
                     elif ck.is_file():
-                        covered = int(self.manifest.get("voter_covered", 0))
-                        v = DescriptorVoter.load(str(ck), covered)
-                        feats = [disk.features(s) for s in range(covered, end)]
-                        if feats:
-                            v.add(feats)
+                        v = DescriptorVoter.load(str(ck), int(self.manifest.get("voter_covered", 0)))
                     else:
                         v = DescriptorVoter()
                         v.fit([disk.features(s) for s in range(end)])
+                    later = [disk.features(s) for s in range(v.n_refs, end)]  # added after the checkpoint
+                    if later:
+                        v.add(later)
                     disk.shared["voter"] = v
         return _SnapshotVoter(self, v)
 

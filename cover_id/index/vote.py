@@ -170,10 +170,7 @@ class DescriptorVoter:
         return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
 
     def shortlist(self, query: Features, top: int = 25) -> list[tuple[int, float]]:
-        """Best ``top`` (reference index, votes), most votes first; zero-vote refs left out."""
-        v = self.votes(query)
-        order = np.argsort(-v, kind="stable")[:top]
-        return [(int(i), float(v[i])) for i in order if v[i] > 0]
+        return top_votes(self.votes(query), top)
 
     def state(self) -> dict[str, np.ndarray]:
         if self.index is None:
@@ -198,6 +195,12 @@ class DescriptorVoter:
             "nprobe": self.nprobe,
             "ivf": isinstance(self.index, faiss.IndexIVF),
         }
+
+
+def top_votes(votes: np.ndarray, top: int) -> list[tuple[int, float]]:
+    """Best ``top`` (reference index, votes), most votes first; zero-vote refs left out."""
+    order = np.argsort(-votes, kind="stable")[:top]
+    return [(int(i), float(votes[i])) for i in order if votes[i] > 0]
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 12) -> np.ndarray:
@@ -245,36 +248,37 @@ class Vocabulary:
         """(n, m) the ``m`` nearest words of every row within its nearest coarse cell, nearest first."""
         assert self.c1 is not None and self.c2 is not None
         m = int(max(1, min(m, self.c2.shape[1])))
-        if len(x) == 0:
-            return np.zeros((0, m), np.int64)
-        top = _assign(x, self.c1)
         out = np.empty((len(x), m), np.int64)
+        if len(x) == 0:
+            return out
+        top = _assign(x, self.c1)
         for c in np.unique(top):
             sel = top == c
-            cent = self.c2[c]
-            xs = x[sel]
-            d = (xs * xs).sum(1)[:, None] - 2.0 * (xs @ cent.T) + (cent * cent).sum(1)[None, :]
-            near = np.argsort(d, axis=1)[:, :m]
+            d = _sq_dists(x[sel], self.c2[c])
+            near = np.argmin(d, axis=1)[:, None] if m == 1 else np.argsort(d, axis=1)[:, :m]
             out[sel] = c * self.c2.shape[1] + near
         return out
 
     def words_of(self, x: np.ndarray) -> np.ndarray:
         """Word id of every float descriptor row."""
-        assert self.c1 is not None and self.c2 is not None
-        if len(x) == 0:
-            return np.zeros(0, np.int64)
-        top = _assign(x, self.c1)
-        out = np.empty(len(x), np.int64)
-        for c in np.unique(top):
-            m = top == c
-            out[m] = c * self.c2.shape[1] + _assign(x[m], self.c2[c])
-        return out
+        return self.nearest_words(x, 1)[:, 0]
+
+
+def _sq_dists(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n, k) squared distances of every row to every centroid."""
+    return (x * x).sum(1)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
 
 
 def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid of every row."""
-    d = (x * x).sum(1)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
-    return np.argmin(d, axis=1)
+    return np.argmin(_sq_dists(x, centroids), axis=1)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten ranges [start, start + length): (the range each position came from, the positions)."""
+    group = np.repeat(np.arange(len(starts)), lengths)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return group, offsets + np.arange(int(lengths.sum()))
 
 
 SIG_BITS = 64
@@ -363,23 +367,6 @@ class WordVoter:
         return w, self._signatures(x, w)
 
     # ---- building ---------------------------------------------------------------------------
-    def fit(self, features: list[Features]) -> None:
-        """Vocabulary and lists in memory (reference i = slot i): small collections and tests."""
-        self.fit_vocabulary(features)
-        enc = [self.encode(f) for f in features]
-        words = np.concatenate([w for w, _ in enc]) if enc else np.zeros(0, np.int64)
-        slots = np.concatenate([np.full(len(w), i, np.uint32) for i, (w, _) in enumerate(enc)]) if enc else words
-        sigs = np.concatenate([g for _, g in enc]) if enc else np.zeros(0, np.uint64)
-        order = np.argsort(words, kind="stable")
-        self.offsets = np.searchsorted(words[order], np.arange(self.vocab.n_words + 1)).astype(np.int64)
-        self.postings = np.asarray(slots, np.uint32)[order]
-        self.sigs = sigs[order]
-        self.covered = len(features)
-        df = np.zeros(self.vocab.n_words, np.float64)
-        for w, _ in enc:
-            df[np.unique(w)] += 1
-        self._set_idf(df)
-
     def _set_idf(self, df: np.ndarray) -> None:
         self.idf = np.log((self.covered + 1) / (df + 1)).astype(np.float32)
 
@@ -457,15 +444,6 @@ class WordVoter:
                 params=np.array([self.max_hamming, self.sigma, self.stop_fraction], np.float64),
             )
 
-    def save(self, folder: Path) -> None:
-        """Write an in-memory voter (:meth:`fit`) to ``folder`` for :meth:`load`."""
-        if self._tail:
-            raise ValueError("only a freshly fitted voter can be saved")
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "postings.npy", np.asarray(self.postings))
-        np.save(folder / "sigs.npy", np.asarray(self.sigs))
-        self._save_vocab(folder)
-
     @classmethod
     def load(cls, folder: Path) -> "WordVoter":
         """Open saved lists; postings and signatures stay on disk (memory-mapped)."""
@@ -501,29 +479,21 @@ class WordVoter:
         out = np.zeros(self.n_refs, np.float32)
         if len(query) == 0 or self.vocab.c1 is None:
             return out
+        # each descriptor looks in its ``assign`` nearest words, not only the one it falls in
         x = desc_float(query.desc)
-        if self.assign > 1:  # each descriptor looks in its nearest words, not only the one it falls in
-            w2 = self.vocab.nearest_words(x, self.assign)
-            m = w2.shape[1]
-            w = w2.ravel()
-            x = np.repeat(x, m, axis=0)
-        else:
-            m, w = 1, self.vocab.words_of(x)
-        sig = self._signatures(x, w)
+        words = self.vocab.nearest_words(x, self.assign)
+        m = words.shape[1]
+        w = words.ravel()
+        sig = self._signatures(np.repeat(x, m, axis=0) if m > 1 else x, w)
         a, b = self.offsets[w], self.offsets[w + 1]
         stop = max(8.0, self.stop_fraction * self.covered) * 64  # a word everywhere many times over says nothing
-        lens = np.where(b - a <= stop, b - a, 0)
-        q_idx = np.repeat(np.arange(len(w)), lens)
-        starts = np.repeat(a - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-        pos = starts + np.arange(int(lens.sum()))
+        q_idx, pos = _ranges(a, np.where(b - a <= stop, b - a, 0))
         refs = np.asarray(self.postings[pos], np.int64)
         other = np.asarray(self.sigs[pos], np.uint64)
         if self._tail:
             tw, ts, tg = self._tail_lists()
-            ta, tb = np.searchsorted(tw, w, "left"), np.searchsorted(tw, w, "right")
-            tl = tb - ta
-            tq = np.repeat(np.arange(len(w)), tl)
-            tpos = np.repeat(ta - np.concatenate([[0], np.cumsum(tl)[:-1]]), tl) + np.arange(int(tl.sum()))
+            ta = np.searchsorted(tw, w, "left")
+            tq, tpos = _ranges(ta, np.searchsorted(tw, w, "right") - ta)
             q_idx = np.concatenate([q_idx, tq])
             refs = np.concatenate([refs, ts[tpos].astype(np.int64)])
             other = np.concatenate([other, tg[tpos]])
@@ -541,12 +511,7 @@ class WordVoter:
         return out
 
     def shortlist(self, query: Features, top: int = 25) -> list[tuple[int, float]]:
-        v = self.votes(query)
-        order = np.argsort(-v, kind="stable")[:top]
-        return [(int(i), float(v[i])) for i in order if v[i] > 0]
-
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "words", "words": self.vocab.n_words, "max_hamming": self.max_hamming, "sigma": self.sigma}
+        return top_votes(self.votes(query), top)
 
 
 BUILD_BATCH = 512  # references encoded at a time by WordVoter.build
