@@ -20,6 +20,7 @@ verified homography (:mod:`cover_id.identify.appearance`):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -326,7 +327,8 @@ class VariantRegions:
     prints: "list[np.ndarray]"  # BGR uint8, each in its reference's comparison frame
 
 
-_regions: "dict[tuple[int, int], VariantRegions | None]" = {}
+# Per collection snapshot (and its size: a snapshot being written grows): dropped with the snapshot.
+_regions: "weakref.WeakKeyDictionary[IndexStore, tuple[int, VariantRegions | None]]" = weakref.WeakKeyDictionary()
 
 
 def variant_twins(store: "IndexStore") -> list[tuple[int, int]]:
@@ -363,9 +365,9 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
     from cover_id.identify import appearance
     from cover_id.identify.views import content_box
 
-    key = (id(store), store.size)
-    if key in _regions:
-        return _regions[key]
+    cached = _regions.get(store)
+    if cached is not None and cached[0] == store.size:
+        return cached[1]
     heat = np.zeros(REGION_SHAPE, np.float32)
     prints: list[np.ndarray] = []
     pairs = variant_twins(store)
@@ -385,9 +387,7 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
         heat += cv2.dilate((grid > 0.2).astype(np.float32), np.ones((3, 3), np.uint8))
     found = heat >= REGION_PAIRS
     regions = VariantRegions(found.astype(np.float32), prints) if found.any() else None
-    if len(_regions) > 8:
-        _regions.clear()
-    _regions[key] = regions
+    _regions[store] = (store.size, regions)
     return regions
 
 

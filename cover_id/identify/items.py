@@ -12,11 +12,13 @@ item passes through both unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from cover_id.identify.decide import Candidates
     from cover_id.index.store import IndexStore
+
+T = TypeVar("T")
 
 
 def collapse(store: "IndexStore", variants: "dict[str, Candidates]") -> "dict[str, Candidates]":
@@ -27,17 +29,11 @@ def collapse(store: "IndexStore", variants: "dict[str, Candidates]") -> "dict[st
         return variants
     rows = sorted({m.ref_index for c in variants.values() for m in c.ranked})
     key = dict(zip(rows, store.item_keys(rows)))
-    out = {}
-    for name, (ranked, cosines) in variants.items():
-        seen: set[str] = set()
-        kept = []
-        for m in ranked:  # best first: the first view of an item carries it
-            k = key[m.ref_index]
-            if k not in seen:
-                seen.add(k)
-                kept.append(m)
-        out[name] = Candidates(kept, cosines)
-    return out
+    # best first: the first view of an item carries it
+    return {
+        name: Candidates(_first_of_each(ranked, [key[m.ref_index] for m in ranked]), cosines)
+        for name, (ranked, cosines) in variants.items()
+    }
 
 
 def present(store: "IndexStore", row: int) -> dict[str, Any]:
@@ -56,10 +52,15 @@ def unique_items(store: "IndexStore", rows: list[int]) -> list[int]:
     """``rows`` with only the first view of each item kept (search results name an item once)."""
     if not rows or not store.has_views:
         return rows
+    return _first_of_each(rows, store.item_keys(rows))
+
+
+def _first_of_each(values: list[T], keys: list[str]) -> list[T]:
+    """``values`` in order, keeping only the first one of each key."""
     seen: set[str] = set()
     out = []
-    for r, k in zip(rows, store.item_keys(rows)):
+    for v, k in zip(values, keys):
         if k not in seen:
             seen.add(k)
-            out.append(r)
+            out.append(v)
     return out
