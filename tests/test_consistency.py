@@ -70,16 +70,59 @@ def test_dead_band_flags_a_replaced_region_only() -> None:
     inliers = np.full((8, 6), 4, np.int32)
     reference = np.full((8, 6), 10, np.int32)
     visible = np.ones((8, 6), bool)
-    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0, 0.0)
     ncc[6:], inliers[6:] = 0.0, 0  # the bottom quarter: own keypoints, no inlier, other pixels
-    contradicted, disagree, expected = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
+    contradicted, disagree, expected, texture = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
     assert contradicted == 1.0 and disagree == 1.0 and expected == pytest.approx(4 * 36 * 12 / 48)
+    assert texture == pytest.approx(1.0)  # as many keypoints of its own as the reference has there
     keypoints[6:] = 0  # no keypoints of its own: no contradiction, but the pixels still disagree
     assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 1.0)
     ncc[6:] = np.nan  # washed out by glare: no evidence either way
     assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band()[:2] == (0.0, 0.0)
     ncc[6:], inliers[6:] = 0.0, 1  # a single inlier: not a dead band
-    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0)
+    assert Evidence(ncc, keypoints, inliers, reference, visible).dead_band() == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_a_silent_band_with_texture_of_its_own_is_another_edition() -> None:
+    """A band expected to hold many inliers and holding none, where the photo has its own keypoints and
+    part of the pixels disagree, is a region of the cover the match does not explain (a new title block);
+    the same band without keypoints of its own (glare, a dark corner) or expecting few inliers is not."""
+    from cover_id.identify.consistency import SILENT_EXPECTED, _badness
+
+    ncc = np.full((8, 6), 0.9, np.float32)
+    keypoints = np.full((8, 6), 10, np.int32)
+    inliers = np.full((8, 6), 4, np.int32)
+    reference = np.full((8, 6), 10, np.int32)
+    visible = np.ones((8, 6), bool)
+    inliers[6:] = 0
+    ncc[6:, :3] = 0.0  # half the band unlike the reference: below the dead band's 65 %
+    band = Evidence(ncc, keypoints, inliers, reference, visible).dead_band()
+    assert band[2] >= SILENT_EXPECTED and band[3] == pytest.approx(1.0) and _badness(band) >= 1.0
+    keypoints[6:] = 1  # hardly a keypoint of its own there: glare or shadow, no evidence of another edition
+    assert _badness(Evidence(ncc, keypoints, inliers, reference, visible).dead_band()) < 1.0
+    keypoints[6:], inliers[:6] = 10, 1  # a weak match expects few inliers there: zero is no surprise
+    assert _badness(Evidence(ncc, keypoints, inliers, reference, visible).dead_band()) < 1.0
+
+
+def test_twins_are_told_apart_under_uneven_light_over_a_large_differing_region() -> None:
+    """A foil twin differs over the whole artwork; a sleeve's glare washing out part of it (not saturated)
+    is lighting that one gain and offset over the whole artwork cannot follow: it is fitted piece by piece."""
+    base = _card(7, stamp=(40, 40, 40))
+    yy, xx = np.mgrid[0 : base.shape[0], 0 : base.shape[1]]
+    foil = base.astype(np.float32)
+    sheen = np.stack([np.sin((xx + yy) / 4.0 + c) * 40 for c in (0.0, 2.0, 4.0)], axis=2)
+    art = (slice(60, 330), slice(20, base.shape[1] - 20))
+    foil[art] += sheen[art]
+    foil = np.clip(foil, 0, 255).astype(np.uint8)
+    box = (0.0, 0.0, float(SIZE[0]), float(SIZE[1]))
+    for face, expected in ((base, 0.0), (foil, 1.0)):
+        lit = face.astype(np.float32) * 0.92 + 20
+        lit[:, 110:] = lit[:, 110:] * 0.35 + 140  # washed out over two thirds of the card
+        photo = np.clip(lit, 0, 255).astype(np.uint8)
+        photo = cv2.GaussianBlur(cv2.warpPerspective(photo, _shift(20, 10), (360, 460)), (0, 0), 0.8)
+        verdict = appearance.twins(photo, _shift(20, 10), base, foil, np.eye(3), box)
+        assert verdict.differing > 0.2
+        assert abs(verdict.blend - expected) < 0.15
 
 
 def test_prominence_prefers_large_central_and_complete() -> None:
@@ -192,7 +235,7 @@ def test_dead_band_counts_a_flat_region_as_unlike_the_reference() -> None:
     ev = Evidence(ncc, keypoints, inliers, reference, visible, contrast)
     assert ev.dead_band()[1] == 0.0
     contrast[6:] = 0.1  # ... but it is far flatter than the reference there
-    contradicted, unlike, expected = Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()
+    contradicted, unlike, expected, _ = Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()
     assert contradicted == 0.0 and unlike == 1.0 and expected >= 15
     contrast[6:] = 0.8  # blur or haze lowers the texture a little: still the reference
     assert Evidence(ncc, keypoints, inliers, reference, visible, contrast).dead_band()[1] == 0.0

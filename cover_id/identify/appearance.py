@@ -232,6 +232,7 @@ TWIN_SIDE = 480  # twins are told apart at this size (a set code, a rarity stamp
 TWIN_BLUR = 0.7
 TWIN_DIFF = 28.0  # grey levels: where two twins' pixels differ more than this, they differ
 TWIN_SHIFT = 4  # comparison pixels each differing region may shift
+TWIN_CELL = 48  # comparison pixels: larger differing regions are compared piece by piece
 
 
 @dataclass
@@ -331,9 +332,7 @@ def twins(
     p = TWIN_SHIFT
     blends: list[float] = []
     weights: list[float] = []
-    for x, y, w, h, _area in stats[1:n]:
-        if w < 6 or h < 6:
-            continue
+    for x, y, w, h in _pieces(stats[1:n]):
         if inside[y + p : y + h + p, x + p : x + w + p].mean() < MIN_VISIBLE:
             continue
         seen = warped[y + p : y + h + p, x + p : x + w + p]
@@ -351,7 +350,39 @@ def twins(
             weights.append(float(mask[y : y + h, x : x + w].sum()))
     if not weights:
         return TwinVerdict(differing, float("nan"))
-    return TwinVerdict(differing, float(np.average(blends, weights=weights)))
+    return TwinVerdict(differing, _weighted_median(blends, weights))
+
+
+def _pieces(stats: "np.ndarray") -> "list[tuple[int, int, int, int]]":
+    """Differing regions (x, y, w, h) cut into pieces at most about :data:`TWIN_CELL` wide.
+
+    Lighting is fitted per piece: over a whole foil-covered artwork, glare and a sleeve's haze vary
+    more than one gain and offset can follow.
+    """
+    import numpy as np
+
+    out: list[tuple[int, int, int, int]] = []
+    for x, y, w, h, _area in stats:
+        if w < 6 or h < 6:
+            continue
+        nx, ny = max(1, round(w / TWIN_CELL)), max(1, round(h / TWIN_CELL))
+        xs = np.linspace(x, x + w, nx + 1).astype(int)
+        ys = np.linspace(y, y + h, ny + 1).astype(int)
+        out += [
+            (int(xs[c]), int(ys[r]), int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r]))
+            for r in range(ny)
+            for c in range(nx)
+        ]
+    return out
+
+
+def _weighted_median(values: list[float], weights: list[float]) -> float:
+    """The value below and above which half the weight lies (a few pieces under glare do not drag it)."""
+    import numpy as np
+
+    order = np.argsort(values)
+    v, w = np.asarray(values, np.float64)[order], np.asarray(weights, np.float64)[order]
+    return float(v[np.searchsorted(np.cumsum(w), 0.5 * w.sum())])
 
 
 REGION_CELL = 32  # comparison pixels (at TWIN_SIDE): a region is checked in cells at most this wide
