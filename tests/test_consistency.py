@@ -183,6 +183,47 @@ def test_other_covers_in_the_photo_are_also_seen(twins_world: dict, tmp_path: Pa
     assert "ACCEPT" in text and "also seen: Card 4 (card-4), accept" in text
 
 
+def _relaid_out(face: np.ndarray, seed: int) -> np.ndarray:
+    """Another edition of ``face``: the top of its artwork, smaller, at the bottom of a new cover with a title block."""
+    h, w = face.shape[:2]
+    out = np.empty_like(face)
+    out[:] = (60, 150, 90)
+    art = cv2.resize(face[: int(h * 0.7)], (int(w * 0.7), int(h * 0.7 * 0.7)), interpolation=cv2.INTER_AREA)
+    y0, x0 = h - art.shape[0], (w - art.shape[1]) // 2
+    out[y0:, x0 : x0 + art.shape[1]] = art
+    rng = np.random.default_rng(seed)
+    for k in range(3):
+        word = "".join(chr(int(c)) for c in rng.integers(65, 91, 7))
+        cv2.putText(out, word, (14, 50 + 45 * k), cv2.FONT_HERSHEY_TRIPLEX, 1.1, (250, 250, 250), 2, cv2.LINE_AA)
+    return out
+
+
+def test_an_edition_that_moves_the_artwork_onto_another_layout_is_not_accepted(twins_world: dict) -> None:
+    """The cover's outline holds the matched artwork, which would continue past the cover's edge: another edition."""
+    ident, faces = twins_world["ident"], twins_world["faces"]
+    for name, face, expected in (
+        ("card_3", faces["card_3"], "accept"),
+        ("card_3", _relaid_out(faces["card_3"], 5), "review"),
+    ):
+        scene = np.full((760, 1000, 3), (35, 40, 48), np.uint8)  # a plain table: a clear outline
+        big = cv2.resize(face, None, fx=1.25, fy=1.25)
+        # near the photo's lower edge: where the reference would continue, the photo mostly ends (little to disagree)
+        scene[-big.shape[0] - 50 : -50, 300 : 300 + big.shape[1]] = big
+        r = ident.identify(scene)
+        assert r["match"]["id"] == name.replace("_", "-")  # review names the look-alike
+        assert r["decision"] == expected
+        assert r["reason"] == (None if expected == "accept" else "other_edition")
+
+
+def test_outline_fit_tells_another_layout_from_a_frame_and_an_overlapping_cover() -> None:
+    from cover_id.identify.consistency import OutlineFit
+
+    assert OutlineFit(explained=0.35, beyond=0.25, inside=1.0).other_cover  # artwork moved and cut
+    assert not OutlineFit(explained=0.35, beyond=0.0, inside=1.0).other_cover  # a frame around the whole reference
+    assert not OutlineFit(explained=0.35, beyond=0.6, inside=0.1).other_cover  # another cover lying over it
+    assert not OutlineFit(explained=0.95, beyond=0.2, inside=1.0).other_cover  # the outline is the cover, cut off
+
+
 @pytest.fixture(scope="module")
 def printings_world(tmp_path_factory) -> dict:
     """Cards of which some are in the collection in two printings (another set code and rarity stamp)."""

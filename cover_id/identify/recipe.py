@@ -239,7 +239,7 @@ class Identifier:
                 if arranged[0][1] is not ordered[0][1]:
                     quad = None  # the answer is not the detected outline's cover
                 ordered = arranged
-            ordered, decision, check = consistency.check(store, photo, ordered, decision, self.policy)
+            ordered, decision, check = consistency.check(store, photo, ordered, decision, self.policy, quad)
         result = {**cover_result(store, photo, ordered, decision, quad), **check}
         if single:
             full_cosines = next((c.cosines for name, c in ordered if name == "full"), {})
