@@ -205,14 +205,44 @@ def test_an_edition_that_moves_the_artwork_onto_another_layout_is_not_accepted(t
         ("card_3", faces["card_3"], "accept"),
         ("card_3", _relaid_out(faces["card_3"], 5), "review"),
     ):
-        scene = np.full((760, 1000, 3), (35, 40, 48), np.uint8)  # a plain table: a clear outline
-        big = cv2.resize(face, None, fx=1.25, fy=1.25)
-        # near the photo's lower edge: where the reference would continue, the photo mostly ends (little to disagree)
-        scene[-big.shape[0] - 50 : -50, 300 : 300 + big.shape[1]] = big
-        r = ident.identify(scene)
+        r = ident.identify(_on_table(face))
         assert r["match"]["id"] == name.replace("_", "-")  # review names the look-alike
         assert r["decision"] == expected
         assert r["reason"] == (None if expected == "accept" else "other_edition")
+
+
+def _on_table(face: np.ndarray) -> np.ndarray:
+    scene = np.full((760, 1000, 3), (35, 40, 48), np.uint8)  # a plain table: a clear outline
+    big = cv2.resize(face, None, fx=1.25, fy=1.25)
+    # near the photo's lower edge: where the reference would continue, the photo mostly ends (little to disagree)
+    scene[-big.shape[0] - 50 : -50, 300 : 300 + big.shape[1]] = big
+    return scene
+
+
+def test_calibration_replays_the_consistency_step(twins_world: dict) -> None:
+    """An edition the consistency step sends to review is no negative to calibrate against: without the
+    step, calibration would put the accept threshold above its score and above every correct match."""
+    import dataclasses
+
+    from cover_id.evaluate.calibrate import calibrate
+    from cover_id.evaluate.probe import Prober
+    from cover_id.identify.decide import Thresholds
+
+    ident, faces = twins_world["ident"], twins_world["faces"]
+    rows = {r["id"]: i for i, r in enumerate(ident.store.records)}
+    prober = Prober(ident)
+    probes = [
+        prober.probe(_photo(faces[name], seed), rows[name.replace("_", "-")], name, keep_photo=True)
+        for seed, name in enumerate(("card_2", "card_3", "card_4", "card_2", "card_3", "card_4"), start=60)
+    ]
+    edition = prober.probe(_on_table(_relaid_out(faces["card_3"], 5)), None, "edition", keep_photo=True)
+    assert edition.result["decision"] == "review" and edition.result["geom_score"] > 0.6
+    assert all(p.result["decision"] == "accept" for p in probes)
+    cal = calibrate([*probes, edition], Thresholds())
+    assert cal["accept_score"] < edition.result["geom_score"]
+    assert cal["after"]["accepted_correct"] == 1.0 and cal["after"]["false_accepts"] == 0
+    blind = calibrate([dataclasses.replace(p, photo=None) for p in [*probes, edition]], Thresholds())
+    assert blind["accept_score"] > edition.result["geom_score"]  # what calibration did before
 
 
 def test_outline_fit_tells_another_layout_from_a_frame_and_an_overlapping_cover() -> None:

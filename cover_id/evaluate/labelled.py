@@ -74,7 +74,7 @@ def label_photos(
     with progress(len(truth), "labelled photos", show_progress) as advance:
         for path, i, _ in truth:
             try:
-                probes.append(prober.probe(str(path), i, str(path), kind="photo"))
+                probes.append(prober.probe(str(path), i, str(path), kind="photo", keep_photo=True))
             except CoverIdError as exc:
                 errors.append({"input": str(path), "error": str(exc)})
             advance()

@@ -10,6 +10,8 @@ from cover_id.evaluate.photos import thumbnail
 if TYPE_CHECKING:
     import numpy as np
 
+    from cover_id.detectors.base import Quad
+    from cover_id.identify.result import Photo
     from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
     from cover_id.rerankers.geometric import GeomMatch
@@ -29,6 +31,13 @@ class Probe:
     cosines: dict[str, dict[int, float]] = field(default_factory=dict)  # per variant, as the pipeline saw them
     store: IndexStore | None = None  # the IndexStore it was identified against (outlines for the rival rule)
     items: dict[int, int] = field(default_factory=dict)  # extra view's row -> its item's row (several images per item)
+    photo: Photo | None = None  # the photo as identified (kept for labelled photos: the consistency step replays on it)
+    quad: Quad | None = None  # the cover's detected outline the answer was checked against
+
+    @property
+    def replayable(self) -> bool:
+        """Whether :func:`~cover_id.evaluate.redecide.redecide` can replay the consistency step too."""
+        return self.photo is not None and self.store is not None and self.photo.image is not None
 
     def item(self, i: int) -> int:
         """The row that stands for the item reference row ``i`` is a view of (``i`` itself for most)."""
@@ -116,7 +125,17 @@ class Prober:
     def __init__(self, identifier: Identifier) -> None:
         self.identifier = identifier
 
-    def probe(self, source: Any, truth: int | None, label: str, kind: str = "photo", keep_thumb: bool = True) -> Probe:
+    def probe(
+        self,
+        source: Any,
+        truth: int | None,
+        label: str,
+        kind: str = "photo",
+        keep_thumb: bool = True,
+        keep_photo: bool = False,
+    ) -> Probe:
+        """``keep_photo``: keep the photo (image, keypoints) so that re-deciding replays the consistency step
+        (calibration); about 2 MB a photo."""
         import numpy as np
 
         trace: dict[str, Any] = {}
@@ -136,7 +155,12 @@ class Prober:
         if truth is not None and store.has_views:  # a label naming one of an item's images names the item
             primary = store.index_of(store.item_keys([truth])[0])
             truth = truth if primary is None else primary
-        return Probe(label, truth, result, sims, variants, thumb, kind, cosines, store, _items(store, variants))
+        photo = trace.get("photo") if keep_photo else None
+        # the outline the answer was checked against: the detected one, unless the answer is another cover
+        quad = photo.quads[0] if photo is not None and photo.quads and result.get("quad_source") == "detector" else None
+        return Probe(
+            label, truth, result, sims, variants, thumb, kind, cosines, store, _items(store, variants), photo, quad
+        )
 
 
 def _items(store: IndexStore, variants: dict[str, list]) -> dict[int, int]:

@@ -15,8 +15,11 @@ def redecide(probe: Probe, thresholds: Thresholds, exclude: int | None = None) -
 
     ``exclude`` removes one reference from the candidates: with the true
     reference left out, a labelled photo becomes a photo of an item that is
-    not in the collection.
+    not in the collection. Where the probe kept its photo, the consistency step
+    runs too (another edition, variant twins), as identify runs it.
     """
+    from cover_id.identify import consistency
+    from cover_id.identify.decide import ThresholdPolicy
     from cover_id.pipeline import choose
 
     variants = {
@@ -28,6 +31,10 @@ def redecide(probe: Probe, thresholds: Thresholds, exclude: int | None = None) -
     }
     # Without a store (probes built by hand) there are no outlines: the rival rule treats every rival as overlapping.
     ordered, decision = choose(cast("IndexStore", probe.store), variants, thresholds)
+    if probe.replayable and ordered and ordered[0][1].ranked:
+        assert probe.photo is not None and probe.store is not None
+        policy = ThresholdPolicy(thresholds)
+        ordered, decision, _ = consistency.check(probe.store, probe.photo, ordered, decision, policy, probe.quad)
     ranked = ordered[0][1][0] if ordered else []
     if not ranked:
         return "reject", None, 0.0

@@ -64,8 +64,9 @@ class Photo:
         return Photo(self.source, self.label, image, back, [q.scaled(factor) for q in self.quads], timings=self.timings)
 
     def trace(self) -> dict[str, Any]:
-        """What the decision was made from: the processed image, the views' vectors, the candidates per view."""
-        return {"image": self.image, "vectors": self.vectors, "variants": dict(self.variants)}
+        """What the decision was made from: the processed image, the views' vectors, the candidates per view,
+        and the photo itself (its views, for replaying the consistency step)."""
+        return {"image": self.image, "vectors": self.vectors, "variants": dict(self.variants), "photo": self}
 
     def to_original(self, pts: "Any") -> list[list[float]]:
         """Processing-pixel points -> the original photo's pixels, rounded to 0.1 px."""
