@@ -76,6 +76,11 @@ def run_set(
         if failures and (not correct or r["decision"] != "accept" or o["decision"] == "accept"):
             print(f"  {name}/{photo.name}: truth {true_id} | closed {_brief(r)} | open {_brief(o)}", flush=True)
     n = len(pairs)
+    correct = [
+        r["closed"]["geom"] for r in rows if r["closed"]["decision"] == "accept" and r["closed"]["id"] == r["truth"]
+    ]
+    wrong = [r["closed"]["geom"] for r in rows if r["closed"]["id"] not in (None, r["truth"])]
+    wrong += [r["open"]["geom"] for r in rows if r["open"]["id"] is not None]
     figures = {
         "references": store.size,
         "photos": n,
@@ -86,6 +91,8 @@ def run_set(
         "false_accept": closed["false_accept"],
         "open_not_accepted": (n - opened["accept"]) / n,
         "open_accept": opened["accept"],
+        "lowest_correct_accept": min(correct, default=float("nan")),
+        "highest_wrong": max(wrong, default=float("nan")),
     }
     return figures, rows
 
@@ -176,6 +183,16 @@ def main() -> None:
             f"| {name} | {f['references']} | {f['photos']} | {f['top1']:.1%} | {f['accepted_correct']:.1%} | "
             f"{f['review']} | {f['reject']} | {f['false_accept']} | {f['open_not_accepted']:.1%} |"
         )
+    print(
+        "score margins (geometric score): lowest accepted-correct vs highest wrong candidate "
+        "(closed-set wrong top-1 or open-set best, whatever its decision)"
+    )
+    for name, f in table.items():
+        if "lowest_correct_accept" in f:
+            print(
+                f"  {name}: {f['lowest_correct_accept']:.3f} vs {f['highest_wrong']:.3f} "
+                f"(margin {f['lowest_correct_accept'] - f['highest_wrong']:+.3f})"
+            )
     if "cards (generated)" in table:
         print(
             f"cards: {table['cards (generated)']['variant_confusions']} accepted as a variant twin "
