@@ -427,3 +427,21 @@ def test_pool_workers_get_the_thread_budget(world: dict) -> None:
 
     ident = Identifier.from_index(world["index"], {"threads": 1})
     assert ident._pool().submit(faiss.omp_get_max_threads).result() == 1
+
+
+def test_only_the_strongest_keypoints_vote(world: dict, ident: Identifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cover_id.features import strongest
+    from cover_id.identify import retrieve
+    from cover_id.identify.views import make_views, photo_features
+
+    store = ident.store
+    assert store.has_voter
+    image, _ = ident.read(world["photos"][5][0])
+    full, views = make_views(image, photo_features(image), None)
+    every = store.voter().shortlist(full.feats, top=10)
+    n = 60
+    assert len(full.feats) > n and every[0][1] > n  # with every keypoint voting, the best has more votes than n
+    monkeypatch.setattr(retrieve, "VOTE_KEYPOINTS", n)
+    got = retrieve.votes(store, views, 10)
+    assert got == store.voter().shortlist(strongest(full.feats, n), top=10)
+    assert got[0][1] <= n and got[0][0] == every[0][0]  # one vote per keypoint and reference: the same winner
