@@ -201,7 +201,9 @@ def _group_segments(
     # Lines long enough, each with its members in order; the exact sum decides below (bincount adds in
     # another order, so it only rules out lines clearly too short).
     support = np.bincount(np.array(labels, dtype=np.int64), weights=length, minlength=n)
-    members_of: dict[int, list[int]] = {g: [] for g in range(n) if is_seed_list[g] and support[g] >= 0.999 * min_support}
+    members_of: dict[int, list[int]] = {
+        g: [] for g in range(n) if is_seed_list[g] and support[g] >= 0.999 * min_support
+    }
     for k, g in enumerate(labels):
         if g in members_of:
             members_of[g].append(k)

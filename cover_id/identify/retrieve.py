@@ -1,7 +1,7 @@
 """Step: retrieve. Views -> a short list of candidate references.
 
 Each view is embedded and its nearest references found in the vector index;
-the references most voted for by the photo's keypoints join them; the lists
+the references most voted for by the photo's strongest keypoints join them; the lists
 are rank-fused (:func:`fuse`). Every read of the index's vectors goes
 through this module.
 """

@@ -116,7 +116,9 @@ def content_box(feats: "Features") -> tuple[float, float, float, float]:
 
     import numpy as np
 
-    key = hashlib.blake2b(np.ascontiguousarray(feats.xy).tobytes(), digest_size=16, key=repr(feats.size).encode()).digest()
+    key = hashlib.blake2b(
+        np.ascontiguousarray(feats.xy).tobytes(), digest_size=16, key=repr(feats.size).encode()
+    ).digest()
     box = _boxes.get(key)
     if box is None:
         box = _content_box(feats)
