@@ -2,7 +2,8 @@
 
 For every photo, in the same process and under the same thread budget:
 
-- ours: ``Identifier.identify`` (wall time, per-stage medians from ``timings_ms``, the decision);
+- ours: ``Identifier.identify`` (wall time, CPU time of every thread, per-stage medians from ``timings_ms``,
+  the decision);
 - the baseline, the classical approach: decode at the same size, RootSIFT, exhaustive nearest-neighbour
   matching against EVERY reference with Lowe's ratio test, references ranked by good-match count,
   RANSAC homography (OpenCV) on the best 10, the most inliers wins; accepted when inliers >= a fixed count.
@@ -160,22 +161,24 @@ def run_set(
     for photo, _ in pairs[:WARMUP]:  # caches, lazy imports, allocator
         ident.identify(photo)
         base.identify(photo)
-    ours, theirs, stages = [], [], {}
+    ours, theirs, ours_cpu, base_cpu, stages = [], [], [], [], {}
     acc = dict.fromkeys(("ours_ok", "ours_fa", "base_top1", "base_ok", "base_fa", "ours_open", "base_open"), 0)
     for photo, ref in pairs:
         truth = by_file[ref]
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         r = ident.identify(photo)
         ours.append((time.perf_counter() - t) * 1000)
+        ours_cpu.append((cpu_seconds() - c) * 1000)
         for k, v in r["timings_ms"].items():
             stages.setdefault(k, []).append(v)
         correct = (r["match"] or {}).get("id") == truth
         acc["ours_ok"] += correct and r["decision"] == "accept"
         acc["ours_fa"] += (not correct) and r["decision"] == "accept"
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         query, good = base.match(photo)
         got, inliers = base.best(query, good)
         theirs.append((time.perf_counter() - t) * 1000)
+        base_cpu.append((cpu_seconds() - c) * 1000)
         accepted = inliers >= min_inliers
         acc["base_top1"] += got == truth
         acc["base_ok"] += got == truth and accepted
@@ -186,7 +189,24 @@ def run_set(
         ident.store.remove(truth)
         acc["ours_open"] += ident.identify(photo)["decision"] == "accept"
         ident.store = store
-    return {"refs": store.size, "photos": len(pairs), "ours": ours, "base": theirs, "stages": stages, **acc}
+    return {
+        "refs": store.size,
+        "photos": len(pairs),
+        "ours": ours,
+        "base": theirs,
+        "ours_cpu": ours_cpu,
+        "base_cpu": base_cpu,
+        "stages": stages,
+        **acc,
+    }
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (user + system): far less sensitive to other load than wall time."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def machine(threads: int) -> str:
@@ -224,13 +244,18 @@ def main() -> None:
         f"RANSAC ({RANSAC_PX:g} px) on the best {SHORTLIST} by good matches, most inliers wins, "
         f"accepted at >= {args.min_inliers} inliers"
     )
-    print("\n| set | refs | photos | ours p50 / p95 / max ms | baseline p50 / p95 ms | speed × baseline |")
-    print("|---|---|---|---|---|---|")
+    print(f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
+    print(
+        "\n| set | refs | photos | ours p50 / p95 / max ms | baseline p50 / p95 ms | speed × baseline "
+        "| CPU ms per photo, ours / baseline (median) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, s in rows.items():
         o, b = s["ours"], s["base"]
         print(
             f"| {name} | {s['refs']} | {s['photos']} | {percentile(o, 50):.0f} / {percentile(o, 95):.0f} / {max(o):.0f} "
-            f"| {percentile(b, 50):.0f} / {percentile(b, 95):.0f} | {percentile(b, 50) / percentile(o, 50):.1f}× |"
+            f"| {percentile(b, 50):.0f} / {percentile(b, 95):.0f} | {percentile(b, 50) / percentile(o, 50):.1f}× "
+            f"| {percentile(s['ours_cpu'], 50):.0f} / {percentile(s['base_cpu'], 50):.0f} |"
         )
     print(
         "\n| set | ours accepted-correct | ours false accepts | baseline top-1 | baseline accepted-correct "

@@ -7,7 +7,7 @@ re-ranking and for fitting the ``local`` encoder's codebook.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -41,12 +41,15 @@ class Features:
 
     ``xy`` are pixel coordinates (N, 2) float32 in the image that was passed
     to :func:`extract_features`; ``desc`` are RootSIFT descriptors (N, 128)
-    stored as uint8 (see :func:`desc_float`); ``size`` is that image's (w, h).
+    stored as uint8 (see :func:`desc_float`); ``size`` is that image's (w, h);
+    ``response`` is each keypoint's SIFT response (its contrast) when just
+    extracted, None when read from an index (which does not keep it).
     """
 
     xy: np.ndarray
     desc: np.ndarray
     size: tuple[int, int]
+    response: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
@@ -113,11 +116,21 @@ def extract_features(
         keypoints = [keypoints[i] for i in order]
         desc = desc[order]
     xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    response = np.array([k.response for k in keypoints], dtype=np.float32)
     if gray.shape[:2] != (h, w):
         # pixel centres: x_in + 0.5 = (x_small + 0.5) / scale
         sx, sy = w / gray.shape[1], h / gray.shape[0]
         xy = (xy + 0.5) * np.array([sx, sy], np.float32) - 0.5
-    return Features(xy.astype(np.float32), _rootsift_uint8(desc), (int(w), int(h)))
+    return Features(xy.astype(np.float32), _rootsift_uint8(desc), (int(w), int(h)), response)
+
+
+def strongest(feats: Features, n: int) -> Features:
+    """The ``n`` keypoints with the highest SIFT response, in their original order (all of them when
+    there are no more than ``n``, or no responses to rank by)."""
+    if n <= 0 or len(feats) <= n or feats.response is None:
+        return feats
+    keep = np.sort(np.argsort(-feats.response, kind="stable")[:n])
+    return Features(feats.xy[keep], feats.desc[keep], feats.size, feats.response[keep])
 
 
 def pack_features(features: list[Features]) -> dict[str, np.ndarray]:

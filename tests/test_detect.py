@@ -187,3 +187,25 @@ def test_real_photo_rectified_crop_matches_reference(number: int) -> None:
     flat = rectify(photo, quads[0].corners, max_side=500)
     # The flat crop looks like the reference; the whole photo does not.
     assert _best_ncc(flat, reference) > _best_ncc(photo, reference) + 0.25
+
+
+def test_broken_collinear_segments_group_into_one_line_each() -> None:
+    """Pieces of one straight edge (with gaps) make one line; a parallel edge 10 px away another."""
+    from cover_id.detectors.quad import _gradients, _group_segments
+
+    gray = np.zeros((300, 400), np.uint8)
+    cv2.rectangle(gray, (50, 60), (350, 240), 255, -1)
+    segs = []
+    for x0 in (50, 130, 210, 290):  # the top edge, in four pieces with gaps
+        segs.append([x0, 60, x0 + 60, 60])
+    for x0 in (60, 200):  # a parallel edge 10 px below: not the same line
+        segs.append([x0, 70, x0 + 100, 70])
+    segs += [[50, 70, 50, 230], [350, 70, 350, 230], [60, 240, 340, 240]]  # the other three sides
+    lines = _group_segments(np.array(segs, np.float32).reshape(-1, 1, 4), _gradients(gray), 10, 30.0)
+    assert lines is not None
+    assert len(lines.theta) == 5
+    horizontal = np.abs(np.sin(lines.theta)) < 0.1
+    ys = sorted(float(p[1]) for p in lines.point[horizontal])
+    assert ys == pytest.approx([60.0, 70.0, 240.0], abs=0.5)
+    top = int(np.argmin(np.where(horizontal, np.abs(lines.point[:, 1] - 60), np.inf)))
+    assert lines.support[top] == pytest.approx(240.0, abs=2.0)  # four 60 px pieces, gaps not counted

@@ -92,3 +92,20 @@ def test_low_contrast_image_is_described_again_and_matches_its_reference():
     reranker, ref_feats = GeometricReranker(), extract_features(ref, 640, 1000, DEFAULT_CONTRAST)
     before, after = reranker.match(plain, ref_feats), reranker.match(again, ref_feats)
     assert after.inliers > 2 * max(before.inliers, 10) and after.score > before.score
+
+
+def test_extracted_keypoints_carry_their_response_and_the_strongest_keep_order():
+    from cover_id.features import strongest
+
+    f = extract_features(textured(3), max_side=640, max_features=300)
+    assert f.response is not None and f.response.shape == (len(f),) and (f.response > 0).all()
+    top = strongest(f, 40)
+    assert len(top) == 40 and top.size == f.size
+    # the 40 highest responses, in the order they were extracted
+    keep = np.flatnonzero(f.response >= np.sort(f.response)[-40])
+    assert np.array_equal(top.xy, f.xy[keep[:40]]) and np.array_equal(top.desc, f.desc[keep[:40]])
+    assert top.response.min() >= np.delete(f.response, keep[:40]).max()
+    assert strongest(f, len(f)) is f and strongest(f, 0) is f
+    # keypoints read back from an index have no response: nothing to rank by, all of them are kept
+    stored = unpack_features(pack_features([f]))[0]
+    assert stored.response is None and strongest(stored, 40) is stored

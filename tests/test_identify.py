@@ -427,3 +427,43 @@ def test_pool_workers_get_the_thread_budget(world: dict) -> None:
 
     ident = Identifier.from_index(world["index"], {"threads": 1})
     assert ident._pool().submit(faiss.omp_get_max_threads).result() == 1
+
+
+def test_only_the_strongest_keypoints_vote(world: dict, ident: Identifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cover_id.features import strongest
+    from cover_id.identify import retrieve
+    from cover_id.identify.views import make_views, photo_features
+
+    store = ident.store
+    assert store.has_voter
+    image, _ = ident.read(world["photos"][5][0])
+    full, views = make_views(image, photo_features(image), None)
+    every = store.voter().shortlist(full.feats, top=10)
+    n = 60
+    assert len(full.feats) > n and every[0][1] > n  # with every keypoint voting, the best has more votes than n
+    monkeypatch.setattr(retrieve, "VOTE_KEYPOINTS", n)
+    got = retrieve.votes(store, views, 10)
+    assert got == store.voter().shortlist(strongest(full.feats, n), top=10)
+    assert got[0][1] <= n and got[0][0] == every[0][0]  # one vote per keypoint and reference: the same winner
+
+
+def test_content_boxes_are_remembered_by_their_keypoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cover_id.features import Features
+    from cover_id.identify import views
+
+    rng = np.random.default_rng(0)
+    xy = (rng.random((200, 2)) * [300, 400] + [50, 20]).astype(np.float32)
+    feats = Features(xy, np.zeros((200, 128), np.uint8), (400, 440))
+    monkeypatch.setattr(views, "_boxes", {})
+    box = views.content_box(feats)
+    assert box == views._content_box(feats) and len(views._boxes) == 1
+    assert views.content_box(Features(xy.copy(), feats.desc, feats.size)) == box and len(views._boxes) == 1
+    # other keypoints, or the same keypoints in an image of another size: another box
+    moved = Features(xy + 30, feats.desc, feats.size)
+    assert views.content_box(moved) == views._content_box(moved) != box
+    wider = Features(xy, feats.desc, (800, 440))
+    assert views.content_box(wider) == views._content_box(wider) != box
+    assert len(views._boxes) == 3
+    monkeypatch.setattr(views, "BOXES_KEPT", 3)  # bounded: full, it starts again
+    views.content_box(Features(xy + 1, feats.desc, feats.size))
+    assert len(views._boxes) == 1

@@ -184,17 +184,30 @@ def _group_segments(
     )
     compatible = (sin < 0.07) & (dist0 <= 2.5) & (dist1 <= 2.5)  # ~4 degrees
     n = len(seg)
-    is_seed = np.zeros(n, dtype=bool)
-    label = np.empty(n, dtype=np.int64)
+    # Each segment joins the first earlier seed it lies on, else seeds a line. Only the (few) compatible
+    # earlier segments of each are visited: one pass in plain Python, no per-segment array work.
+    rows, cols = np.nonzero(np.tril(compatible, -1))  # row-major: each row's columns ascending
+    earlier: list[list[int]] = [[] for _ in range(n)]
+    for k, j in zip(rows.tolist(), cols.tolist()):
+        earlier[k].append(j)
+    is_seed_list = [False] * n
+    labels = list(range(n))
     for k in range(n):
-        match = np.flatnonzero(compatible[k, :k] & is_seed[:k])
-        if len(match):
-            label[k] = match[0]
+        first = next((j for j in earlier[k] if is_seed_list[j]), -1)
+        if first >= 0:
+            labels[k] = first
         else:
-            is_seed[k] = True
-            label[k] = k
-    groups = [np.flatnonzero(label == g) for g in np.flatnonzero(is_seed)]
-    groups = [m for m in groups if length[m].sum() >= min_support]
+            is_seed_list[k] = True
+    # Lines long enough, each with its members in order; the exact sum decides below (bincount adds in
+    # another order, so it only rules out lines clearly too short).
+    support = np.bincount(np.array(labels, dtype=np.int64), weights=length, minlength=n)
+    members_of: dict[int, list[int]] = {
+        g: [] for g in range(n) if is_seed_list[g] and support[g] >= 0.999 * min_support
+    }
+    for k, g in enumerate(labels):
+        if g in members_of:
+            members_of[g].append(k)
+    groups = [np.array(m, dtype=np.int64) for m in members_of.values()]
     lines = []
     for members in groups:
         if float(length[members].sum()) < min_support:

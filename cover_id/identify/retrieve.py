@@ -1,7 +1,7 @@
 """Step: retrieve. Views -> a short list of candidate references.
 
 Each view is embedded and its nearest references found in the vector index;
-the references most voted for by the photo's keypoints join them; the lists
+the references most voted for by the photo's strongest keypoints join them; the lists
 are rank-fused (:func:`fuse`). Every read of the index's vectors goes
 through this module.
 """
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cover_id.index.store import IndexStore
 
 FUSION_K = 10.0  # reciprocal-rank fusion constant: 1 / (K + rank)
+VOTE_KEYPOINTS = 500  # the photo's strongest keypoints that vote (each costs a search of the vote index)
 LIKELY = 2  # of every view's vector-search hits, how many are verified before the votes are in
 
 
@@ -56,9 +57,11 @@ def fuse(rankings: list[list[int]], limit: int, k: float = FUSION_K) -> list[int
 
 
 def votes(store: "IndexStore", views: "list[View]", top_k: int) -> list[tuple[int, float]]:
-    """The references most voted for by the keypoints of the view that has the most (reference row, votes)."""
+    """The references most voted for by the strongest keypoints of the view that has the most (reference row, votes)."""
+    from cover_id.features import strongest
+
     widest = max(views, key=lambda v: len(v.feats))
-    return store.voter().shortlist(widest.feats, top=top_k) if store.has_voter else []
+    return store.voter().shortlist(strongest(widest.feats, VOTE_KEYPOINTS), top=top_k) if store.has_voter else []
 
 
 def shortlist(

@@ -67,7 +67,8 @@ class View:
         idx = np.flatnonzero(inside)
         local = np.full(len(xy), -1, np.int64)
         local[idx] = np.arange(len(idx))
-        feats = Features(mapped[idx].astype(np.float32), full.feats.desc[idx], (w, h))
+        response = full.feats.response[idx] if full.feats.response is not None else None
+        feats = Features(mapped[idx].astype(np.float32), full.feats.desc[idx], (w, h), response)
         return cls("crop", feats, local, np.linalg.inv(matrix), lambda: rectify(image, quad.corners))
 
     def subset(self, keep: "np.ndarray") -> "View":
@@ -79,7 +80,8 @@ class View:
         idx = np.flatnonzero(keep)
         local = np.full(len(self.feats), -1, np.int64)
         local[idx] = np.arange(len(idx))
-        feats = Features(self.feats.xy[idx], self.feats.desc[idx], self.feats.size)
+        response = self.feats.response[idx] if self.feats.response is not None else None
+        feats = Features(self.feats.xy[idx], self.feats.desc[idx], self.feats.size, response)
         return View(self.name, feats, local, self.to_photo, self._make_image)
 
 
@@ -98,12 +100,35 @@ def make_views(image: "np.ndarray", feats: "Features", quad: "Quad | None") -> t
     return full, ([View.crop(full, image, quad)] if quad is not None else []) + [full]
 
 
+_boxes: "dict[bytes, tuple[float, float, float, float]]" = {}  # content boxes by a digest of the keypoints
+BOXES_KEPT = 4096
+
+
 def content_box(feats: "Features") -> tuple[float, float, float, float]:
     """Where a reference's printed content is: its keypoints' extent, slightly padded.
 
     Reference scans often carry plain margins (a square canvas around a portrait
     DVD cover); outlines and crops should follow the cover, not the canvas.
+    Every identify asks for the boxes of its candidates, often the same ones: a
+    box is remembered by a digest of the keypoints and size it was computed from.
     """
+    import hashlib
+
+    import numpy as np
+
+    key = hashlib.blake2b(
+        np.ascontiguousarray(feats.xy).tobytes(), digest_size=16, key=repr(feats.size).encode()
+    ).digest()
+    box = _boxes.get(key)
+    if box is None:
+        box = _content_box(feats)
+        if len(_boxes) >= BOXES_KEPT:
+            _boxes.clear()  # simple and bounded: a collection larger than this recomputes now and then
+        _boxes[key] = box
+    return box
+
+
+def _content_box(feats: "Features") -> tuple[float, float, float, float]:
     import numpy as np
 
     w, h = feats.size
