@@ -22,7 +22,10 @@ def index(
     projection: Path | None = typer.Option(None, "--projection", help="Projection head from `cover-id train`."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-embed everything instead of only new/changed files."),
     compact: bool = typer.Option(
-        False, "--compact", help="Rewrite --out without deleted references, then exit (or after indexing)."
+        False,
+        "--compact",
+        help="Rewrite --out without deleted references, then exit (or after indexing). With none deleted,"
+        " only re-learns compact vectors of an older kind from the stored vectors.",
     ),
     workers: int | None = typer.Option(
         None,
@@ -52,7 +55,15 @@ def index(
 
         store = IndexStore.open(out)
         dead = store.dead
-        store.compact()
+        if dead == 0 and store.search_is_stale:  # nothing to drop: only the compact vectors are re-learned
+            store.relearn_search(show=not quiet)
+            Console().print(
+                f"[green]re-learned[/] the compact vectors of {out} from its stored vectors: {store.size} "
+                f"references, {store.manifest['search']['type']} {store.manifest['search']['dim']}-d",
+                highlight=False,
+            )
+            return
+        store.compact()  # a rewrite: its compact vectors are learned afresh too
         Console().print(
             f"[green]compacted[/] {out}: {store.size} references, {dead} deleted ones dropped", highlight=False
         )

@@ -490,6 +490,30 @@ class IndexStore:
                 disk.shared["global"] = g
             return g
 
+    @property
+    def search_is_stale(self) -> bool:
+        """Whether the compact candidate index is of an older kind (see :func:`search.is_stale`)."""
+        from cover_id.index.search import is_stale
+
+        return is_stale(self.manifest.get("search"), self.size)
+
+    def relearn_search(self, show: bool = False) -> None:
+        """Re-learn the compact basis and index from the stored full vectors (no feature extraction).
+
+        Writes ``global.npz`` then the manifest, each atomically; readers of this folder keep
+        the old index until they reopen it (the checkpoint describes itself, so a crash
+        between the two files leaves a working index that the next run upgrades again).
+        """
+        from cover_id.index.build import build_global
+
+        if self.path is None:
+            raise CoverIdError("re-learning the compact vectors needs a saved index")
+        self.save()  # pending rows first, so the new index covers them
+        g = build_global(self._disk, self.manifest, self.projection, show)
+        with self._disk.search_lock.write():
+            self._disk.shared["global"] = g
+        self._write_manifest(Path(self.path))
+
     def faiss_index(self) -> Any:
         return self._global().index
 
