@@ -1,4 +1,4 @@
-"""Compact global vectors: the whitened 8-bit kind, recorded and reopened; upgrading an older kind."""
+"""Compact global vectors: the whitened 4-bit kind, recorded and reopened; upgrading an older kind."""
 
 import json
 from pathlib import Path
@@ -39,15 +39,15 @@ def _make_version_1(out: Path) -> None:
 def test_kind_rules() -> None:
     assert exact_for(100, True) and not exact_for(search.COMPACT_DIM + 1, True)
     assert exact_for(1000, False) and not exact_for(search.IVF_FROM, False)
-    assert pick_kind(10, exact=True) == "flat" and pick_kind(5000) == "sq8" and pick_kind(search.IVF_FROM) == "ivfsq8"
+    assert pick_kind(10, exact=True) == "flat" and pick_kind(5000) == "sq4" and pick_kind(search.IVF_FROM) == "ivfsq4"
     assert is_stale({"type": "flat", "dim": 256, "basis": True, "whiten": False}, 10)  # no version: the old kind
-    now = {"type": "sq8", "dim": 1024, "basis": True, "whiten": True, "version": search.COMPACT_VERSION}
+    now = {"type": "sq4", "dim": 1536, "basis": True, "whiten": True, "version": search.COMPACT_VERSION}
     assert not is_stale({**now, "learned_from": 4096}, 50_000)
     assert is_stale({**now, "learned_from": 300}, 5000)  # learned on a collection a tenth of today's
     assert not is_stale({**now, "learned_from": 300}, 500)
 
 
-def test_whitened_8bit_kind_is_recorded_and_used_on_reopen(tmp_path: Path, monkeypatch) -> None:
+def test_whitened_4bit_kind_is_recorded_and_used_on_reopen(tmp_path: Path, monkeypatch) -> None:
     refs = tmp_path / "refs"
     write_covers(refs, 12)
     monkeypatch.setattr(search, "COMPACT_DIM", 8)  # 12 references > 8 dimensions: whitened, like a large collection
@@ -55,7 +55,7 @@ def test_whitened_8bit_kind_is_recorded_and_used_on_reopen(tmp_path: Path, monke
     build_index(out, refs=refs, settings=LOCAL, show_progress=False)
     m = json.loads((out / "manifest.json").read_text())["search"]
     assert m == {
-        "type": "sq8",
+        "type": "sq4",
         "dim": 8,
         "basis": True,
         "whiten": True,
@@ -64,7 +64,7 @@ def test_whitened_8bit_kind_is_recorded_and_used_on_reopen(tmp_path: Path, monke
     }
     store = IndexStore.open(out)
     g = store._global()
-    assert g.kind == "sq8" and g.whiten and g.dim == 8 and g.covered == 12
+    assert g.kind == "sq4" and g.whiten and g.dim == 8 and g.covered == 12
     ids, scores = _answers(store, 1)
     assert sum(row[0] == r["id"] for row, r in zip(ids, store.records)) >= 10
     assert np.all(scores <= 1.01)  # whitened vectors are re-normalised: scores stay cosines
@@ -74,7 +74,7 @@ def test_whitened_8bit_kind_is_recorded_and_used_on_reopen(tmp_path: Path, monke
     snap.add({"id": "again", "name": "Again", "filename": "again.jpg"}, raw, feats, "ab" * 32)
     snap.save()
     again = IndexStore.open(out)
-    assert again._global().kind == "sq8" and again._global().covered == 13
+    assert again._global().kind == "sq4" and again._global().covered == 13
     _, rows = again.search(raw[None, :], 2)
     assert {again.records[int(r)]["id"] for r in rows[0]} == {"again", "cover-003"}
 
@@ -119,7 +119,7 @@ def test_compact_flag_relearns_an_older_kind(tmp_path: Path) -> None:
     assert not store.search_is_stale and store.size == 8 and _answers(store)[0] == before
 
 
-@pytest.mark.parametrize("kind", ["flat", "sq8", "ivfsq8"])
+@pytest.mark.parametrize("kind", ["flat", "sq4", "sq8", "ivfsq4"])
 def test_every_kind_round_trips(kind: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 64)).astype(np.float32)

@@ -239,12 +239,17 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
             manifest["voter_covered"] = int(n)
             advance()
     elif n:
-        from cover_id.index.vote import WordVoter
+        from cover_id.index.vote import WordVoter, vocabulary_for
 
+        total = int(disk.query("SELECT COALESCE(SUM(kp_n), 0) FROM refs WHERE deleted = 0")[0][0])
+        coarse, fine, train = vocabulary_for(total)
+        # enough references to draw the training descriptors from (~1,000 each)
+        refs = max(VOCAB_SAMPLE_REFS, train // 800)
         with progress(1, "vote index (visual words)", show) as advance:
-            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // VOCAB_SAMPLE_REFS)]]
-            WordVoter().build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
+            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // refs)]]
+            WordVoter(coarse, fine, train_samples=train).build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
             manifest["voter_covered"] = int(n)
+            manifest["voter_vocabulary"] = {"coarse": coarse, "fine": fine, "descriptors": total}
             advance()
 
 

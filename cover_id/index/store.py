@@ -48,6 +48,7 @@ def pick_voter(n_refs: int, setting: str | None = None) -> str:
     return "nn" if n_refs <= VOTER_NN_MAX else "words"
 
 
+RESCORE = 2  # approximate compact index: this many times k candidates are re-scored with the full vectors
 COMPACT_DEAD = 0.25  # compact automatically once this fraction of slots are tombstones
 COMPACT_MIN_DEAD = 64  # ... and at least this many
 CHECKPOINT_TAIL = 2000  # re-save the search checkpoints once this many slots were added since
@@ -518,7 +519,12 @@ class IndexStore:
         return self._global().index
 
     def search(self, vectors: "np.ndarray", k: int) -> "tuple[np.ndarray, np.ndarray]":
-        """Top-k (scores, rows) for each vector; -1 where fewer rows exist."""
+        """Top-k (scores, rows) for each vector; -1 where fewer rows exist.
+
+        Scores are cosines of the index-space vectors. Where the compact index is
+        approximate (whitened, quantised), its best ``RESCORE * k`` are re-scored with
+        the stored full vectors (read for those rows only) and the best ``k`` kept.
+        """
         import numpy as np
 
         vectors = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, np.float32)))
@@ -527,10 +533,11 @@ class IndexStore:
         if self.size == 0:
             return np.zeros((n_q, 0), np.float32), np.zeros((n_q, 0), np.int64)
         g = self._global()
-        out_s = np.full((n_q, k), -np.inf, np.float32)
-        out_i = np.full((n_q, k), -1, np.int64)
+        kk = k if g.exact else min(self.size, RESCORE * k)
+        out_s = np.full((n_q, kk), -np.inf, np.float32)
+        out_i = np.full((n_q, kk), -1, np.int64)
         if len(self._live):
-            want = k
+            want = kk
             while True:
                 with self._disk.search_lock.read():
                     total = g.index.ntotal
@@ -538,22 +545,26 @@ class IndexStore:
                 done = True
                 for q in range(n_q):
                     found = [(s, self._row_of_slot(int(x))) for s, x in zip(scores[q], slots[q]) if x >= 0]
-                    rows = [(s, r) for s, r in found if r is not None][:k]
-                    if len(rows) < min(k, len(self._live)) and want < total:
+                    rows = [(s, r) for s, r in found if r is not None][:kk]
+                    if len(rows) < min(kk, len(self._live)) and want < total:
                         done = False
                     for j, (s, r) in enumerate(rows):
                         out_s[q, j], out_i[q, j] = s, r
                 if done:
                     break
                 want = min(total, want * 4)
+            if not g.exact:
+                for q in range(n_q):
+                    rows = out_i[q][out_i[q] >= 0]
+                    out_s[q, : len(rows)] = self._vectors(rows, "emb") @ vectors[q]
         if self._pending:  # not yet committed: scored exactly, merged in
             n = len(self._live)
             pend = self.embed(np.stack([p[1] for p in self._pending]))
-            ps = g.project(vectors) @ g.project(pend).T
-            all_s = np.concatenate([out_s, ps], axis=1)
-            all_i = np.concatenate([out_i, np.arange(n, n + len(pend))[None, :].repeat(n_q, 0)], axis=1)
-            order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-            out_s, out_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
+            ps = g.project(vectors) @ g.project(pend).T if g.exact else vectors @ pend.T
+            out_s = np.concatenate([out_s, ps], axis=1)
+            out_i = np.concatenate([out_i, np.arange(n, n + len(pend))[None, :].repeat(n_q, 0)], axis=1)
+        order = np.argsort(-out_s, axis=1, kind="stable")[:, :k]
+        out_s, out_i = np.take_along_axis(out_s, order, 1), np.take_along_axis(out_i, order, 1)
         out_i[~np.isfinite(out_s)] = -1
         return out_s, out_i
 
