@@ -117,6 +117,11 @@ def test_compact_flag_relearns_an_older_kind(tmp_path: Path) -> None:
     assert "re-learned" in res.output
     store = IndexStore.open(out)
     assert not store.search_is_stale and store.size == 8 and _answers(store)[0] == before
+    _make_version_1(out)  # `cover-id index --out INDEX` alone upgrades too, and says when there is nothing to do
+    res = CliRunner().invoke(app, ["index", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0 and "re-learned" in res.output, res.output
+    res = CliRunner().invoke(app, ["index", "--out", str(out), "--quiet"])
+    assert res.exit_code != 0 and "up to date" in str(res.exception)
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq4", "sq8", "ivfsq4"])

@@ -64,7 +64,7 @@ def learn_projection(
     vals, vecs = vals[order], vecs[:, order]
     keep = vals > max(vals[0], 1e-12) * 1e-7
     r = int(min(dim, keep.sum()))
-    basis = (x.T.astype(np.float64) @ vecs[:, :r]) / np.sqrt(vals[:r])[None, :]
+    basis = (x.T @ vecs[:, :r].astype(np.float32)) / np.sqrt(vals[:r]).astype(np.float32)[None, :]
     scale = None
     if whiten:
         s = vals[:r] ** WHITEN_POWER
