@@ -248,7 +248,7 @@ print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_o
 """
 
 
-def synthetic(n: int, source: Path, threads: int, words: Path | None = None) -> None:
+def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reuse: bool = False) -> None:
     """An index folder of ``n`` references synthesised from ``source``'s real ones, for open/memory/latency.
 
     Only what opening and the shortlist need is synthetic; nothing here measures accuracy.
@@ -281,44 +281,50 @@ def synthetic(n: int, source: Path, threads: int, words: Path | None = None) -> 
 
     real = IndexStore.open(source)
     folder = SCALE / f"synthetic_{n}"
-    shutil.rmtree(folder, ignore_errors=True)
-    disk = create_disk(folder, real._disk.dim, None)
-    t = time.perf_counter()
-    with disk.transaction() as db:
-        for a in range(0, n, 100_000):
-            rows = []
-            for i in range(a, min(n, a + 100_000)):
-                rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
-                rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
-            db.executemany(
-                "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
-                " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
-                rows,
-            )
-    t_db = time.perf_counter() - t
-    os.truncate(folder / "vectors.f32", n * real._disk.dim * 4)  # sparse: no disk used
-    g_real = real._global()
-    base = np.concatenate([g_real.project(c) for c in real._disk.all_vectors(real._live, "raw")])
-    d = base.shape[1]
-
-    def sample(m: int, seed: int) -> np.ndarray:
-        r = np.random.default_rng(seed)
-        v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    t = time.perf_counter()
+    t_db = t_index = 0.0
     kind = pick_kind(n)
-    from cover_id.index.search import IVF_TRAIN
+    if reuse and (folder / "manifest.json").is_file():  # records and compact vectors from an earlier run
+        manifest = json.loads((folder / "manifest.json").read_text())
+        d = int(manifest["search"]["dim"])
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        disk = create_disk(folder, real._disk.dim, None)
+        t = time.perf_counter()
+        with disk.transaction() as db:
+            for a in range(0, n, 100_000):
+                rows = []
+                for i in range(a, min(n, a + 100_000)):
+                    rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
+                    rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
+                db.executemany(
+                    "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
+                    " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
+                    rows,
+                )
+        t_db = time.perf_counter() - t
+        os.truncate(folder / "vectors.f32", n * real._disk.dim * 4)  # sparse: no disk used
+        g_real = real._global()
+        base = np.concatenate([g_real.project(c) for c in real._disk.all_vectors(real._live, "raw")])
+        d = base.shape[1]
 
-    train = sample(min(n, IVF_TRAIN), 1)
-    g = GlobalIndex.build(
-        None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train, kind=kind
-    )
-    g.basis, g.scale, g.learned_from = g_real.basis, g_real.scale, g_real.learned_from
-    t_index = time.perf_counter() - t
-    np.savez(folder / "global.npz", **g.state())
-    manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
-    manifest.update(format=2, count=n, voter=False, search=g.describe())
+        def sample(m: int, seed: int) -> np.ndarray:
+            r = np.random.default_rng(seed)
+            v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+        t = time.perf_counter()
+        from cover_id.index.search import IVF_TRAIN
+
+        train = sample(min(n, IVF_TRAIN), 1)
+        g = GlobalIndex.build(
+            None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train, kind=kind
+        )
+        g.basis, g.scale, g.learned_from = g_real.basis, g_real.scale, g_real.learned_from
+        t_index = time.perf_counter() - t
+        np.savez(folder / "global.npz", **g.state())
+        manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
+        manifest.update(format=2, count=n, voter=False, search=g.describe())
+        disk.close()
     t_words = 0.0
     if words is not None:
         t = time.perf_counter()
@@ -328,7 +334,6 @@ def synthetic(n: int, source: Path, threads: int, words: Path | None = None) -> 
         print(f"[synthetic {n}] word lists: {total:,} postings replicated in {t_words:.0f}s", flush=True)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     shutil.copy(source / "encoder_state.npz", folder / "encoder_state.npz")
-    disk.close()
     enc = real.create_encoder()
     pairs = truth()[:100]
     qfeats = [photo_features(read_image(p, max_side=800)) for p, _ in pairs]  # as identify extracts them
@@ -429,6 +434,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--vote-index", default="auto", choices=("auto", "nn", "words"), help="keypoint-vote back-end")
+    ap.add_argument("--reuse", action="store_true", help="with --synthetic: keep its records and compact vectors")
     ap.add_argument(
         "--words",
         type=Path,
@@ -481,7 +487,7 @@ def main() -> None:
         stages = {k: list(v) for k, v in st.items()}
         print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **figures, "stages": stages, **w}))
     if args.synthetic and last is not None:
-        synthetic(args.synthetic, last, args.threads, args.words)
+        synthetic(args.synthetic, last, args.threads, args.words, args.reuse)
 
 
 def ref_count(index: Path) -> int:
