@@ -178,8 +178,10 @@ class _SnapshotVoter:
         s = self._store
         with s._disk.search_lock.read():
             v = self._voter.votes(query)  # one entry per slot the voter covers
-        out = np.zeros(s.size, np.float32)
         live = s._live
+        if len(live) == len(v) == s.size and (len(live) == 0 or int(live[-1]) == len(live) - 1):
+            return v  # no tombstones, nothing pending: slots are rows
+        out = np.zeros(s.size, np.float32)
         ok = live < len(v)
         out[: len(live)][ok] = v[live[ok]]
         return out

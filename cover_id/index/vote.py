@@ -198,9 +198,13 @@ class DescriptorVoter:
 
 
 def top_votes(votes: np.ndarray, top: int) -> list[tuple[int, float]]:
-    """Best ``top`` (reference index, votes), most votes first; zero-vote refs left out."""
-    order = np.argsort(-votes, kind="stable")[:top]
-    return [(int(i), float(votes[i])) for i in order if votes[i] > 0]
+    """Best ``top`` (reference index, votes), most votes first (ties: lower index); zero-vote refs left out.
+
+    Only the references with votes are sorted (a few thousand, against 1M references in all).
+    """
+    voted = np.flatnonzero(votes > 0)
+    order = voted[np.argsort(-votes[voted], kind="stable")][:top]
+    return [(int(i), float(votes[i])) for i in order]
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 12) -> np.ndarray:
