@@ -267,19 +267,35 @@ class Vocabulary:
                 c2[c, 0] = pts.mean(0)
         self.c2 = c2
 
+    def _c2_norms(self) -> np.ndarray:
+        """(K1, K2) squared norms of the second-level words (computed once per vocabulary)."""
+        assert self.c2 is not None
+        cached = getattr(self, "_norms", None)
+        if cached is None or cached[0] is not self.c2:
+            cached = (self.c2, (self.c2 * self.c2).sum(2))
+            self._norms = cached
+        return cached[1]
+
     def nearest_words(self, x: np.ndarray, m: int) -> np.ndarray:
         """(n, m) the ``m`` nearest words of every row within its nearest coarse cell, nearest first."""
         assert self.c1 is not None and self.c2 is not None
-        m = int(max(1, min(m, self.c2.shape[1])))
+        k2 = self.c2.shape[1]
+        m = int(max(1, min(m, k2)))
         out = np.empty((len(x), m), np.int64)
         if len(x) == 0:
             return out
         top = _assign(x, self.c1)
-        for c in np.unique(top):
-            sel = top == c
-            d = _sq_dists(x[sel], self.c2[c])
+        # rows grouped by cell (in their order), each cell's distances in one product
+        order = np.argsort(top, kind="stable")
+        bounds = np.searchsorted(top[order], np.arange(len(self.c2) + 1))
+        xs = x[order]
+        xn = (xs * xs).sum(1)
+        norms = self._c2_norms()
+        for c in np.flatnonzero(np.diff(bounds)):
+            a, b = bounds[c], bounds[c + 1]
+            d = xn[a:b, None] - 2.0 * (xs[a:b] @ self.c2[c].T) + norms[c][None, :]
             near = np.argmin(d, axis=1)[:, None] if m == 1 else np.argsort(d, axis=1)[:, :m]
-            out[sel] = c * self.c2.shape[1] + near
+            out[order[a:b]] = c * k2 + near
         return out
 
     def words_of(self, x: np.ndarray) -> np.ndarray:
