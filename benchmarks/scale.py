@@ -111,7 +111,8 @@ def refs_for(n: int) -> Path:
 
 
 def disk_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    """Space used on disk (blocks: a sparse file counts what it holds)."""
+    return sum(min(f.stat().st_size, f.stat().st_blocks * 512) for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 # The measuring scripts (MEASURE, SYNTH_MEASURE) run in a fresh process, after this resident-memory probe.
@@ -211,83 +212,143 @@ SYNTH_MEASURE = r"""
 import json, sys, time
 import numpy as np
 from pathlib import Path
-import faiss
+from cover_id.features import Features
 from cover_id.index.store import IndexStore
+
+def anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon"):
+            return int(line.split()[1]) / 1024
+
 base = rss()
 t = time.perf_counter()
 store = IndexStore.open(Path(sys.argv[1]))
+voter = store.voter() if store.has_voter else None  # loaded here: part of opening for a query
 t_open = time.perf_counter() - t
-after = rss()
+after, after_anon = rss(), anon()
 queries = np.load(sys.argv[2])
-lat = []
-for q in queries:
-    t = time.perf_counter()
-    store.search(q[None, :], 25)
-    lat.append((time.perf_counter() - t) * 1e3)
-print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after, "rss_after_search": rss(),
-                  "search_ms": [float(np.percentile(lat, 50)), float(np.percentile(lat, 95))]}))
+with np.load(sys.argv[3]) as z:
+    feats = [Features(np.zeros((len(z[k]), 2), np.float32), z[k], (800, 800)) for k in sorted(z.files)]
+passes = []
+for _ in range(2):  # the first pass reads the lists from disk (or the page cache); the second finds them in memory
+    g_ms, v_ms, tot = [], [], []
+    for q, f in zip(queries, feats):
+        t0 = time.perf_counter()
+        store.search(q[None, :], 25)
+        t1 = time.perf_counter()
+        if voter is not None:
+            voter.shortlist(f, 25)
+        t2 = time.perf_counter()
+        g_ms.append((t1 - t0) * 1e3); v_ms.append((t2 - t1) * 1e3); tot.append((t2 - t0) * 1e3)
+    passes.append({k: [float(np.percentile(v, 50)), float(np.percentile(v, 95))]
+                   for k, v in (("global_ms", g_ms), ("votes_ms", v_ms), ("total_ms", tot))})
+print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after,
+                  "anon_open": after_anon, "rss_after_search": rss(), "anon_after_search": anon(),
+                  "search_ms": passes[-1]["global_ms"], "passes": passes}))
 """
 
 
-def synthetic(n: int, source: Path, threads: int) -> None:
-    """An index folder of ``n`` references whose vectors are sampled from ``source``'s real ones (+ noise).
+def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reuse: bool = False) -> None:
+    """An index folder of ``n`` references synthesised from ``source``'s real ones, for open/memory/latency.
 
-    Only what opening and global search need is synthetic: records in SQLite, the compact
-    candidate index. It measures open time, memory and search latency at sizes that cannot
-    be built on this machine in a session; keypoints and votes are not part of it.
+    Only what opening and the shortlist need is synthetic; nothing here measures accuracy.
+
+    - Records: ``n`` SQLite rows (no keypoints). Full vectors: a sparse file of zeros of the
+      right size (the re-scoring of candidates reads them: memory-speed here, where a real
+      collection of this size would read 2 x 25 rows of 64 KiB from disk per photo).
+    - Compact vectors: ``source``'s real compact vectors (projected as its index projects
+      them), drawn with replacement, plus Gaussian noise, re-normalised; indexed as the
+      engine would at ``n`` (:func:`cover_id.index.search.pick_kind`), with the real basis.
+    - Visual-word lists (with ``words``, a :class:`~cover_id.index.vote.WordVoter` folder
+      built over ``source``'s references with the vocabulary the build picks at ``n``,
+      :func:`~cover_id.index.vote.vocabulary_for`): every real list replicated ``n / n_real``
+      times; copy ``r`` holds reference ids ``+ r * n_real`` and each signature XORed with a
+      random sparse mask (about 6 of 64 bits flipped), so copies are near, not exact,
+      duplicates. The lists keep the real distribution of lengths across words, scaled to
+      ``n``: a query reads what it would read in a collection of ``n`` references whose
+      descriptors spread over the words like the real ones.
+
+    The DVD photos' real descriptors and vectors are then timed in a fresh process:
+    global search (k = 25) + word shortlist (top 25) per photo, p50/p95, RSS, open time.
     """
     import numpy as np
 
-    from cover_id.features import extract_features
+    from cover_id.identify.views import photo_features
     from cover_id.imageio import read_image
     from cover_id.index.disk import create_disk
     from cover_id.index.search import GlobalIndex, pick_kind
-    from cover_id.index.store import IndexStore
+    from cover_id.index.store import WORDS_DIR, IndexStore
 
     real = IndexStore.open(source)
     folder = SCALE / f"synthetic_{n}"
-    shutil.rmtree(folder, ignore_errors=True)
-    disk = create_disk(folder, real._disk.dim, None)
-    t = time.perf_counter()
-    with disk.transaction() as db:
-        for a in range(0, n, 100_000):
-            rows = []
-            for i in range(a, min(n, a + 100_000)):
-                rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
-                rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
-            db.executemany(
-                "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
-                " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
-                rows,
-            )
-    t_db = time.perf_counter() - t
-    g_real = real._global()
-    base = g_real.project(np.asarray(real.embeddings))  # (N_real, d) compact real vectors
-    d = base.shape[1]
-
-    def sample(m: int, seed: int) -> np.ndarray:
-        r = np.random.default_rng(seed)
-        v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    t = time.perf_counter()
+    t_db = t_index = 0.0
     kind = pick_kind(n)
-    train = sample(min(n, 200_000), 1)
-    g = GlobalIndex.build(None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train)
-    g.basis = g_real.basis
-    t_index = time.perf_counter() - t
-    np.savez(folder / "global.npz", **g.state())
-    manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
-    manifest.update(format=2, count=n, voter=False, search=g.describe())
+    if reuse and (folder / "manifest.json").is_file():  # records and compact vectors from an earlier run
+        manifest = json.loads((folder / "manifest.json").read_text())
+        d = int(manifest["search"]["dim"])
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        disk = create_disk(folder, real._disk.dim, None)
+        t = time.perf_counter()
+        with disk.transaction() as db:
+            for a in range(0, n, 100_000):
+                rows = []
+                for i in range(a, min(n, a + 100_000)):
+                    rec = {"id": f"synthetic-{i:07d}", "name": "S", "filename": f"synthetic/{i:07d}.jpg"}
+                    rows.append((i, rec["id"], rec["filename"], json.dumps(rec), 320, 400))
+                db.executemany(
+                    "INSERT INTO refs(slot, id, filename, record, kp_off, kp_n, w, h, has_vec)"
+                    " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 1)",
+                    rows,
+                )
+        t_db = time.perf_counter() - t
+        os.truncate(folder / "vectors.f32", n * real._disk.dim * 4)  # sparse: no disk used
+        g_real = real._global()
+        base = np.concatenate([g_real.project(c) for c in real._disk.all_vectors(real._live, "raw")])
+        d = base.shape[1]
+
+        def sample(m: int, seed: int) -> np.ndarray:
+            r = np.random.default_rng(seed)
+            v = base[r.integers(0, len(base), m)] + r.normal(0, 0.35 / np.sqrt(d), (m, d)).astype(np.float32)
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+        t = time.perf_counter()
+        from cover_id.index.search import IVF_TRAIN
+
+        train = sample(min(n, IVF_TRAIN), 1)
+        g = GlobalIndex.build(
+            None, d, n, (sample(min(100_000, n - a), 10 + a) for a in range(0, n, 100_000)), train, kind=kind
+        )
+        g.basis, g.scale, g.learned_from = g_real.basis, g_real.scale, g_real.learned_from
+        t_index = time.perf_counter() - t
+        np.savez(folder / "global.npz", **g.state())
+        manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
+        manifest.update(format=2, count=n, voter=False, search=g.describe())
+        disk.close()
+    t_words = 0.0
+    if words is not None:
+        t = time.perf_counter()
+        total = replicate_words(words, folder / WORDS_DIR, n, real.size)
+        t_words = time.perf_counter() - t
+        manifest.update(voter=True, voter_kind="words", voter_covered=n)
+        print(f"[synthetic {n}] word lists: {total:,} postings replicated in {t_words:.0f}s", flush=True)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     shutil.copy(source / "encoder_state.npz", folder / "encoder_state.npz")
-    disk.close()
     enc = real.create_encoder()
-    qs = [real.embed(enc.encode_features([extract_features(read_image(p, max_side=1600))]))[0] for p, _ in truth()[:50]]
-    np.save(SCALE / "queries.npy", np.asarray(qs, np.float32))
+    pairs = truth()[:100]
+    qfeats = [photo_features(read_image(p, max_side=800)) for p, _ in pairs]  # as identify extracts them
+    np.save(SCALE / "queries.npy", np.asarray(real.embed(enc.encode_features(qfeats)), np.float32))
+    np.savez(SCALE / "query_desc.npz", **{f"q{i:03d}": f.desc for i, f in enumerate(qfeats)})
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
-        [sys.executable, "-c", RSS + SYNTH_MEASURE, str(folder), str(SCALE / "queries.npy")],
+        [
+            sys.executable,
+            "-c",
+            RSS + SYNTH_MEASURE,
+            str(folder),
+            str(SCALE / "queries.npy"),
+            str(SCALE / "query_desc.npz"),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -295,19 +356,76 @@ def synthetic(n: int, source: Path, threads: int) -> None:
     if out.returncode:
         sys.exit(out.stderr[-3000:])
     m = json.loads(out.stdout.strip().splitlines()[-1])
+    cold, warm = m["passes"]
     print(
         f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
         f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
-        f"after open "
-        f"{m['rss_open']:.0f} MiB, after 50 searches {m['rss_after_search']:.0f} MiB; global search p50/p95 "
-        f"{m['search_ms'][0]:.1f}/{m['search_ms'][1]:.1f} ms (k=25)"
+        f"after open {m['rss_open']:.0f} MiB (anonymous {m['anon_open']:.0f}), after 2x100 queries "
+        f"{m['rss_after_search']:.0f} MiB (anonymous {m['anon_after_search']:.0f}); per photo p50/p95 ms, first pass: "
+        f"global {cold['global_ms'][0]:.1f}/{cold['global_ms'][1]:.1f}, votes {cold['votes_ms'][0]:.1f}/"
+        f"{cold['votes_ms'][1]:.1f}, total {cold['total_ms'][0]:.1f}/{cold['total_ms'][1]:.1f}; second pass: "
+        f"global {warm['global_ms'][0]:.1f}/{warm['global_ms'][1]:.1f}, votes {warm['votes_ms'][0]:.1f}/"
+        f"{warm['votes_ms'][1]:.1f}, total {warm['total_ms'][0]:.1f}/{warm['total_ms'][1]:.1f}"
     )
-    print(json.dumps({"synthetic": n, "kind": kind, **m}), flush=True)
+    print(json.dumps({"synthetic": n, "kind": kind, "words_s": t_words, **m}), flush=True)
+
+
+def replicate_words(src: Path, dst: Path, n: int, n_real: int, chunk: int = 10_000_000, seed: int = 0) -> int:
+    """Lists of ``n`` references from real lists over ``n_real`` (see :func:`synthetic`); returns the postings."""
+    import numpy as np
+
+    copies = -(-n // n_real)
+    dst.mkdir(parents=True, exist_ok=True)
+    with np.load(src / "vocab.npz", allow_pickle=False) as z:
+        vocab = {k: z[k] for k in z.files}
+    offsets = vocab["offsets"].astype(np.int64)
+    post = np.load(src / "postings.npy", mmap_mode="r")
+    sigs = np.load(src / "sigs.npy", mmap_mode="r")
+    lengths = np.diff(offsets)
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(lengths * copies, out=new_offsets[1:])
+    total = int(new_offsets[-1])
+    out_p = np.lib.format.open_memmap(dst / "postings.npy", "w+", np.uint32, (total,))
+    out_s = np.lib.format.open_memmap(dst / "sigs.npy", "w+", np.uint64, (total,))
+    rng = np.random.default_rng(seed)
+    bit = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    masks = np.zeros(1 << 16, np.uint64)  # a pool of sparse masks, ~6 bits each
+    for _ in range(6):
+        masks |= bit[rng.integers(0, 64, len(masks))]
+    words = len(lengths)
+    w0 = 0
+    while w0 < words:  # whole words at a time, about ``chunk`` output postings
+        w1 = int(np.searchsorted(new_offsets, new_offsets[w0] + chunk, "right"))
+        w1 = min(words, max(w0 + 1, w1 - 1))
+        lens = lengths[w0:w1]
+        a = offsets[w0]
+        seg_p = np.asarray(post[a : offsets[w1]], np.int64)
+        seg_s = np.asarray(sigs[a : offsets[w1]])
+        starts = np.repeat(offsets[w0:w1] - a, copies)
+        rep = np.repeat(lens, copies)
+        copy_no = np.repeat(np.tile(np.arange(copies, dtype=np.int64), len(lens)), rep)
+        pos = np.repeat(starts - np.concatenate([[0], np.cumsum(rep)[:-1]]), rep) + np.arange(int(rep.sum()))
+        ids = seg_p[pos] + copy_no * n_real
+        flips = np.where(copy_no > 0, masks[rng.integers(0, len(masks), len(pos))], np.uint64(0))
+        keep = ids < n
+        b0, b1 = new_offsets[w0], new_offsets[w1]
+        out_p[b0:b1] = np.where(keep, ids, ids % n_real).astype(np.uint32)  # the last copy may pass n: wrap
+        out_s[b0:b1] = seg_s[pos] ^ flips
+        w0 = w1
+    out_p.flush()
+    out_s.flush()
+    del out_p, out_s
+    vocab["offsets"] = new_offsets
+    vocab["covered"] = np.array([n], np.int64)
+    with open(dst / "vocab.npz", "wb") as fh:
+        np.savez(fh, **vocab)
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1000")
+    ap.add_argument("--sizes", default="1000", help="comma-separated sizes; '' with --source for --synthetic only")
+    ap.add_argument("--source", type=Path, default=None, help="the real index --synthetic samples from")
     ap.add_argument(
         "--synthetic", type=int, default=0, help="also measure open/memory/search on N synthetic references"
     )
@@ -316,12 +434,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--vote-index", default="auto", choices=("auto", "nn", "words"), help="keypoint-vote back-end")
+    ap.add_argument("--reuse", action="store_true", help="with --synthetic: keep its records and compact vectors")
+    ap.add_argument(
+        "--words",
+        type=Path,
+        default=None,
+        help="with --synthetic: visual-word lists over the last size's index to replicate (shortlist.py --words)",
+    )
     args = ap.parse_args()
     from cover_id.index.build import build_index
 
-    last = None
     print(f"machine: {os.cpu_count()} cores visible, threads {args.threads}; photos: first {args.photos} DVD photos")
-    for n in [int(x) for x in args.sizes.split(",")]:
+    last = args.source
+    for n in [int(x) for x in args.sizes.split(",") if x]:
         refs = refs_for(n)
         index = SCALE / (f"index_{n}" if args.vote_index == "auto" else f"index_{n}_{args.vote_index}")
         build_s = None
@@ -362,7 +487,7 @@ def main() -> None:
         stages = {k: list(v) for k, v in st.items()}
         print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **figures, "stages": stages, **w}))
     if args.synthetic and last is not None:
-        synthetic(args.synthetic, last, args.threads)
+        synthetic(args.synthetic, last, args.threads, args.words, args.reuse)
 
 
 def ref_count(index: Path) -> int:

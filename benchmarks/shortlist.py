@@ -40,8 +40,10 @@ def main() -> None:
     ap.add_argument("--index", type=Path, default=None, help="index folder (default: the DVD dev index)")
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--coarse", type=int, default=256)
-    ap.add_argument("--fine", type=int, default=256)
-    ap.add_argument("--train", type=int, default=500_000, help="descriptors sampled to learn the vocabulary")
+    ap.add_argument("--fine", type=int, default=0, help="second-level words per cell (default: the build's rule)")
+    ap.add_argument("--train", type=int, default=0, help="descriptors sampled to learn the vocabulary (default: rule)")
+    ap.add_argument("--max-postings", type=int, default=None, help="per-query posting budget (default: the voter's)")
+    ap.add_argument("--skip-nn", action="store_true", help="leave out the nearest-neighbour voter (slow at 10k)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--words", type=Path, default=None, help="keep (or reuse) the visual-word lists in this folder")
     args = ap.parse_args()
@@ -54,7 +56,7 @@ def main() -> None:
     from cover_id.identify.views import photo_features
     from cover_id.imageio import read_image
     from cover_id.index.store import IndexStore
-    from cover_id.index.vote import WordVoter
+    from cover_id.index.vote import WordVoter, vocabulary_for
 
     index = args.index or dvd_index()
     store = IndexStore.open(index)
@@ -72,10 +74,12 @@ def main() -> None:
     t = time.perf_counter()
     _, idx = store.search(vecs, 25)
     g_lists = [[int(i) for i in row if i >= 0] for row in idx]
-    print(f"global search: {(time.perf_counter() - t) * 1e3 / len(pairs):.1f} ms/photo")
+    print(
+        f"global search: {(time.perf_counter() - t) * 1e3 / len(pairs):.1f} ms/photo; compact vectors {store.manifest.get('search')}"
+    )
 
     rows: list[str] = []
-    if store.has_voter:
+    if store.has_voter and not args.skip_nn and store.manifest.get("voter_kind") != "words":
         voter = store.voter()
         nn_lists, nn_ms = [], []
         for q in queries:
@@ -91,9 +95,13 @@ def main() -> None:
 
     import tempfile
 
-    wv = WordVoter(coarse=args.coarse, fine=args.fine, train_samples=args.train)
+    n_desc = int(store.keypoint_counts().sum())
+    coarse, fine, train = vocabulary_for(n_desc)
+    fine, train = args.fine or fine, args.train or train
+    print(f"{n_desc} reference descriptors: vocabulary {args.coarse} x {fine}, trained on {train} descriptors")
+    wv = WordVoter(coarse=args.coarse, fine=fine, train_samples=train)
     live = list(range(store.size))
-    sample = [store.features[i] for i in live[:: max(1, len(live) // 2000)]]
+    sample = [store.features[i] for i in live[:: max(1, len(live) // max(2000, train // 800))]]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.words or Path(tmp)
         t = time.perf_counter()
@@ -102,13 +110,17 @@ def main() -> None:
         t_fit = time.perf_counter() - t
         size = sum(f.stat().st_size for f in folder.iterdir())
         wv = WordVoter.load(folder)
+        if args.max_postings is not None:
+            wv.max_postings = args.max_postings
         run_words(wv, queries, want, g_lists, rows)
     print(
         f"visual-word lists: {wv.vocab.n_words} words, built in {t_fit:.0f}s, on disk {size / 2**20:.1f} MiB "
         f"({size / max(1, store.size) / 1024:.1f} KiB/reference; the vocabulary "
         f"{(wv.vocab.c2.nbytes + wv.medians.nbytes) / 2**20:.0f} MiB in memory)"
     )
-    rows.append(recall_line("global search alone", ranks(g_lists, want)))
+    rows.append(
+        recall_line(f"global vectors alone ({store.manifest.get('search', {}).get('type')})", ranks(g_lists, want))
+    )
     print("\n| shortlist | R@1 | R@5 | R@15 | R@25 | ms p50 / p95 |\n|---|---|---|---|---|---|")
     print("\n".join(rows))
 
@@ -117,8 +129,9 @@ def run_words(wv: Any, queries: list[Any], want: list[int | None], g_lists: list
     """Recall and latency of the visual-word voter at a few signature settings."""
     from cover_id.identify.retrieve import fuse
 
-    for h, sigma, a in ((24, 12.0, 1), (24, 12.0, 2), (24, 12.0, 3), (20, 10.0, 3)):
-        wv.max_hamming, wv.sigma, wv.assign = h, sigma, a
+    budget = wv.max_postings
+    for h, sigma, a, cap in ((24, 12.0, 2, 0), (24, 12.0, 2, budget), (24, 12.0, 1, budget)):
+        wv.max_hamming, wv.sigma, wv.assign, wv.max_postings = h, sigma, a, cap
         lists, ms = [], []
         for q in queries:
             t = time.perf_counter()
@@ -126,7 +139,8 @@ def run_words(wv: Any, queries: list[Any], want: list[int | None], g_lists: list
             ms.append((time.perf_counter() - t) * 1e3)
         rows.append(
             recall_line(
-                f"visual words + signatures, <= {h} bits, sigma {sigma:g}, {a} word(s) per descriptor",
+                f"visual words, <= {h} bits, {a} word(s) per descriptor, "
+                + (f"budget {cap} postings" if cap else "no budget"),
                 ranks(lists, want),
                 ms,
             )

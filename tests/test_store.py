@@ -421,3 +421,52 @@ def test_vote_index_setting_is_checked(covers: Path, tmp_path: Path) -> None:
     assert pick_voter(10, "words") == "words"
     with pytest.raises(CoverIdError, match="vote_index must be"):
         build_index(tmp_path / "x", refs=covers, settings={**LOCAL, "vote_index": "faiss"}, show_progress=False)
+
+
+def test_vocabulary_grows_with_the_collection() -> None:
+    from cover_id.index.vote import FINE_MAX, FINE_MIN, vocabulary_for
+
+    assert vocabulary_for(12_000_000) == (256, FINE_MIN, 655_360)  # ~10,000 references: as before
+    assert vocabulary_for(60_000_000)[1] == 1024  # ~50,000
+    coarse, fine, train = vocabulary_for(1_200_000_000)  # ~1M: capped, trained on 10 descriptors a word
+    assert (coarse, fine, train) == (256, FINE_MAX, 10 * 256 * FINE_MAX)
+    sizes = [vocabulary_for(n)[1] for n in (0, 10**7, 10**8, 10**9, 10**10)]
+    assert sizes == sorted(sizes)
+
+
+def test_word_vote_index_is_sized_by_the_rule_and_recorded(covers: Path, tmp_path: Path, monkeypatch) -> None:
+    from cover_id.index import vote
+
+    monkeypatch.setattr(vote, "WORDS_COARSE", 16)
+    monkeypatch.setattr(vote, "FINE_MIN", 4)
+    monkeypatch.setattr(vote, "FINE_MAX", 16)
+    monkeypatch.setattr(vote, "POSTINGS_PER_WORD", 1)  # a "large" collection for these few descriptors
+    out = tmp_path / "words"
+    build_index(out, refs=covers, settings={**LOCAL, "vote_index": "words"}, show_progress=False)
+    store = IndexStore.open(out)
+    sized = store.manifest["voter_vocabulary"]
+    assert (sized["coarse"], sized["fine"]) == (16, 16) and sized["descriptors"] == int(store.keypoint_counts().sum())
+    voter = store.voter()._voter
+    assert voter.vocab.c2.shape[:2] == (16, 16)  # what the rule chose is what was built and reopened
+    for i in range(store.size):
+        assert store.voter().shortlist(store.features[i], 1)[0][0] == i
+
+
+def test_word_votes_read_the_shortest_lists_within_the_budget(covers: Path, tmp_path: Path) -> None:
+    from cover_id.index.vote import WordVoter
+
+    voter = WordVoter(max_postings=10)
+    lengths = np.array([8, 3, 0, 5, 2, 40])
+    assert voter._budget(lengths).tolist() == [0, 3, 0, 5, 2, 0]  # 2 + 3 + 5 <= 10; 8 would pass it
+    voter.max_postings = 0
+    assert voter._budget(lengths).tolist() == lengths.tolist()  # 0: no budget
+    build_index(tmp_path / "i", refs=covers, settings={**LOCAL, "vote_index": "words"}, show_progress=False)
+    words = tmp_path / "i" / "voter_words"
+    loaded = WordVoter.load(words)
+    per_ref = int(loaded.offsets[-1]) // max(1, loaded.covered)
+    loaded.max_postings = per_ref  # about one reference's worth of postings per query
+    store = IndexStore.open(tmp_path / "i")
+    hits = [loaded.shortlist(store.features[i], 1)[0][0] == i for i in range(store.size)]
+    assert sum(hits) >= store.size - 1
+    again = WordVoter.load(words)
+    assert again.max_postings == WordVoter().max_postings and again.assign == 2  # saved with the lists

@@ -22,7 +22,10 @@ def index(
     projection: Path | None = typer.Option(None, "--projection", help="Projection head from `cover-id train`."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-embed everything instead of only new/changed files."),
     compact: bool = typer.Option(
-        False, "--compact", help="Rewrite --out without deleted references, then exit (or after indexing)."
+        False,
+        "--compact",
+        help="Rewrite --out without deleted references, then exit (or after indexing). With none deleted,"
+        " only re-learns compact vectors of an older kind from the stored vectors.",
     ),
     workers: int | None = typer.Option(
         None,
@@ -47,12 +50,26 @@ def index(
 
     if workers is not None and workers < 1:
         raise CoverIdError(f"--workers must be at least 1 (got {workers})")
-    if compact and refs is None and metadata is None:
+    if refs is None and metadata is None and (out / "manifest.json").is_file():
         from cover_id.index.store import IndexStore
 
         store = IndexStore.open(out)
         dead = store.dead
-        store.compact()
+        # compact vectors of an older kind, and nothing to drop: re-learned in place from the stored vectors
+        if store.search_is_stale and (dead == 0 or not compact):
+            store.relearn_search(show=not quiet)
+            Console().print(
+                f"[green]re-learned[/] the compact vectors of {out} from its stored vectors: {store.size} "
+                f"references, {store.manifest['search']['type']} {store.manifest['search']['dim']}-d",
+                highlight=False,
+            )
+            return
+        if not compact:
+            raise CoverIdError(
+                f"give exactly one of --refs DIR or --metadata catalog.jsonl (the compact vectors of {out} are "
+                "up to date)"
+            )
+        store.compact()  # a rewrite: its compact vectors are learned afresh too
         Console().print(
             f"[green]compacted[/] {out}: {store.size} references, {dead} deleted ones dropped", highlight=False
         )

@@ -59,6 +59,7 @@ class BuildReport:
     embed_seconds: float = 0.0
     notice: str | None = None
     compacted: bool = False
+    relearned: bool = False  # the compact candidate index was re-learned from the stored vectors
 
     @property
     def images_per_second(self) -> float:
@@ -221,29 +222,13 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
     """Compact candidate index + keypoint votes over every slot, saved as checkpoints."""
     import numpy as np
 
-    from cover_id.index.search import BASIS_SAMPLE, GlobalIndex, learn_basis, pick_kind
     from cover_id.index.store import WORDS_DIR, pick_voter
     from cover_id.progress import progress
-    from cover_id.store_io import atomic_write
 
+    build_global(disk, manifest, projection, show)
     n = disk.next_slot()
-    all_slots = np.arange(n, dtype=np.int64)
     live = disk.live_slots()
-    which = "emb" if projection is not None else "raw"
-    pick = live[np.linspace(0, len(live) - 1, min(BASIS_SAMPLE, len(live))).astype(np.int64)] if len(live) else live
-    sample = disk.vectors(np.unique(pick), which) if len(pick) else np.zeros((0, manifest["dim"]), np.float32)
-    basis = learn_basis(sample)
-    train = None
-    if pick_kind(n) != "flat":
-        tpick = live[np.linspace(0, len(live) - 1, min(50_000, len(live))).astype(np.int64)]
-        train = disk.vectors(np.unique(tpick), which)
-    with progress(1, "search index", show) as advance:
-        g = GlobalIndex.build(
-            basis, int(manifest["dim"]), n, disk.all_vectors(all_slots, which) if n else iter(()), train
-        )
-        advance()
-    manifest["search"] = g.describe()
-    _save_npz(disk.path / "global.npz", g.state(), atomic_write)
+    all_slots = np.arange(n, dtype=np.int64)
     kind = pick_voter(len(live), (manifest.get("settings") or {}).get("vote_index"))
     manifest["voter"] = bool(n)
     manifest["voter_kind"] = kind
@@ -254,13 +239,71 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
             manifest["voter_covered"] = int(n)
             advance()
     elif n:
-        from cover_id.index.vote import WordVoter
+        from cover_id.index.vote import WordVoter, vocabulary_for
 
+        total = int(disk.query("SELECT COALESCE(SUM(kp_n), 0) FROM refs WHERE deleted = 0")[0][0])
+        coarse, fine, train = vocabulary_for(total)
+        # enough references to draw the training descriptors from (~1,000 each)
+        refs = max(VOCAB_SAMPLE_REFS, train // 800)
         with progress(1, "vote index (visual words)", show) as advance:
-            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // VOCAB_SAMPLE_REFS)]]
-            WordVoter().build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
+            vocab_sample = [disk.features(int(s)) for s in live[:: max(1, len(live) // refs)]]
+            WordVoter(coarse, fine, train_samples=train).build(disk.path / WORDS_DIR, n, disk.features, vocab_sample)
             manifest["voter_covered"] = int(n)
+            manifest["voter_vocabulary"] = {"coarse": coarse, "fine": fine, "descriptors": total}
             advance()
+
+
+def build_global(disk: "Disk", manifest: dict[str, Any], projection: Any, show: bool) -> "Any":
+    """Learn the compact basis from the stored vectors and index every slot; saves ``global.npz``.
+
+    Reads only the stored full vectors (no features are extracted), so it also upgrades
+    the compact index of an existing folder. Sets ``manifest['search']``; returns the index.
+    """
+    import numpy as np
+
+    from cover_id.index.search import (
+        BASIS_SAMPLE,
+        COMPACT_DIM,
+        IVF_TRAIN,
+        GlobalIndex,
+        exact_for,
+        learn_projection,
+        pick_kind,
+    )
+    from cover_id.progress import progress
+    from cover_id.store_io import atomic_write
+
+    n = disk.next_slot()
+    all_slots = np.arange(n, dtype=np.int64)
+    live = disk.live_slots()
+    which = "emb" if projection is not None else "raw"
+    dim = int(manifest["dim"])
+    pick = live[np.linspace(0, len(live) - 1, min(BASIS_SAMPLE, len(live))).astype(np.int64)] if len(live) else live
+    pick = np.unique(pick)
+    sample = disk.vectors(pick, which) if len(pick) else np.zeros((0, dim), np.float32)
+    exact = exact_for(len(live), dim > COMPACT_DIM)
+    basis, scale = learn_projection(sample, COMPACT_DIM, whiten=not exact)
+    kind = pick_kind(n, exact)
+    proj = GlobalIndex(basis, None, 0, kind, scale)  # only its projection is used here
+    train = proj.project(sample)
+    if kind.startswith("ivf"):  # the lists need more points than the basis sample: read them a chunk at a time
+        tpick = np.unique(live[np.linspace(0, len(live) - 1, min(IVF_TRAIN, len(live))).astype(np.int64)])
+        train = np.concatenate([proj.project(c) for c in disk.all_vectors(tpick, which)])
+    with progress(max(n, 1), "compact vectors", show) as advance:
+        g = GlobalIndex.build(
+            basis,
+            dim,
+            n,
+            disk.all_vectors(all_slots, which) if n else iter(()),
+            train,
+            scale=scale,
+            kind=kind,
+            learned_from=len(pick),
+            advance=advance,
+        )
+    manifest["search"] = g.describe()
+    _save_npz(disk.path / "global.npz", g.state(), atomic_write)
+    return g
 
 
 def _fit_voter(disk: "Disk", slots: "np.ndarray") -> Any:
@@ -448,6 +491,9 @@ def build_index(
         if head_old != head_new:  # a new head: stored raw vectors are re-projected into a new folder
             old.manifest["calibration"] = None
             old._rewrite(out, projection)
+        elif old.search_is_stale:  # compact vectors of an older kind: re-learned from the stored vectors
+            old.relearn_search(show_progress)
+            report.relearned = True
     else:
         _fresh(job, out, catalog, root, refs, metadata, old_calibration)
     report.seconds = time.perf_counter() - t0

@@ -48,6 +48,7 @@ def pick_voter(n_refs: int, setting: str | None = None) -> str:
     return "nn" if n_refs <= VOTER_NN_MAX else "words"
 
 
+RESCORE = 2  # approximate compact index: this many times k candidates are re-scored with the full vectors
 COMPACT_DEAD = 0.25  # compact automatically once this fraction of slots are tombstones
 COMPACT_MIN_DEAD = 64  # ... and at least this many
 CHECKPOINT_TAIL = 2000  # re-save the search checkpoints once this many slots were added since
@@ -177,8 +178,10 @@ class _SnapshotVoter:
         s = self._store
         with s._disk.search_lock.read():
             v = self._voter.votes(query)  # one entry per slot the voter covers
-        out = np.zeros(s.size, np.float32)
         live = s._live
+        if len(live) == len(v) == s.size and (len(live) == 0 or int(live[-1]) == len(live) - 1):
+            return v  # no tombstones, nothing pending: slots are rows
+        out = np.zeros(s.size, np.float32)
         ok = live < len(v)
         out[: len(live)][ok] = v[live[ok]]
         return out
@@ -490,11 +493,40 @@ class IndexStore:
                 disk.shared["global"] = g
             return g
 
+    @property
+    def search_is_stale(self) -> bool:
+        """Whether the compact candidate index is of an older kind (see :func:`search.is_stale`)."""
+        from cover_id.index.search import is_stale
+
+        return is_stale(self.manifest.get("search"), self.size)
+
+    def relearn_search(self, show: bool = False) -> None:
+        """Re-learn the compact basis and index from the stored full vectors (no feature extraction).
+
+        Writes ``global.npz`` then the manifest, each atomically; readers of this folder keep
+        the old index until they reopen it (the checkpoint describes itself, so a crash
+        between the two files leaves a working index that the next run upgrades again).
+        """
+        from cover_id.index.build import build_global
+
+        if self.path is None:
+            raise CoverIdError("re-learning the compact vectors needs a saved index")
+        self.save()  # pending rows first, so the new index covers them
+        g = build_global(self._disk, self.manifest, self.projection, show)
+        with self._disk.search_lock.write():
+            self._disk.shared["global"] = g
+        self._write_manifest(Path(self.path))
+
     def faiss_index(self) -> Any:
         return self._global().index
 
     def search(self, vectors: "np.ndarray", k: int) -> "tuple[np.ndarray, np.ndarray]":
-        """Top-k (scores, rows) for each vector; -1 where fewer rows exist."""
+        """Top-k (scores, rows) for each vector; -1 where fewer rows exist.
+
+        Scores are cosines of the index-space vectors. Where the compact index is
+        approximate (whitened, quantised), its best ``RESCORE * k`` are re-scored with
+        the stored full vectors (read for those rows only) and the best ``k`` kept.
+        """
         import numpy as np
 
         vectors = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, np.float32)))
@@ -503,10 +535,11 @@ class IndexStore:
         if self.size == 0:
             return np.zeros((n_q, 0), np.float32), np.zeros((n_q, 0), np.int64)
         g = self._global()
-        out_s = np.full((n_q, k), -np.inf, np.float32)
-        out_i = np.full((n_q, k), -1, np.int64)
+        kk = k if g.exact else min(self.size, RESCORE * k)
+        out_s = np.full((n_q, kk), -np.inf, np.float32)
+        out_i = np.full((n_q, kk), -1, np.int64)
         if len(self._live):
-            want = k
+            want = kk
             while True:
                 with self._disk.search_lock.read():
                     total = g.index.ntotal
@@ -514,22 +547,26 @@ class IndexStore:
                 done = True
                 for q in range(n_q):
                     found = [(s, self._row_of_slot(int(x))) for s, x in zip(scores[q], slots[q]) if x >= 0]
-                    rows = [(s, r) for s, r in found if r is not None][:k]
-                    if len(rows) < min(k, len(self._live)) and want < total:
+                    rows = [(s, r) for s, r in found if r is not None][:kk]
+                    if len(rows) < min(kk, len(self._live)) and want < total:
                         done = False
                     for j, (s, r) in enumerate(rows):
                         out_s[q, j], out_i[q, j] = s, r
                 if done:
                     break
                 want = min(total, want * 4)
+            if not g.exact:
+                for q in range(n_q):
+                    rows = out_i[q][out_i[q] >= 0]
+                    out_s[q, : len(rows)] = self._vectors(rows, "emb") @ vectors[q]
         if self._pending:  # not yet committed: scored exactly, merged in
             n = len(self._live)
             pend = self.embed(np.stack([p[1] for p in self._pending]))
-            ps = g.project(vectors) @ g.project(pend).T
-            all_s = np.concatenate([out_s, ps], axis=1)
-            all_i = np.concatenate([out_i, np.arange(n, n + len(pend))[None, :].repeat(n_q, 0)], axis=1)
-            order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-            out_s, out_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
+            ps = g.project(vectors) @ g.project(pend).T if g.exact else vectors @ pend.T
+            out_s = np.concatenate([out_s, ps], axis=1)
+            out_i = np.concatenate([out_i, np.arange(n, n + len(pend))[None, :].repeat(n_q, 0)], axis=1)
+        order = np.argsort(-out_s, axis=1, kind="stable")[:, :k]
+        out_s, out_i = np.take_along_axis(out_s, order, 1), np.take_along_axis(out_i, order, 1)
         out_i[~np.isfinite(out_s)] = -1
         return out_s, out_i
 

@@ -198,9 +198,13 @@ class DescriptorVoter:
 
 
 def top_votes(votes: np.ndarray, top: int) -> list[tuple[int, float]]:
-    """Best ``top`` (reference index, votes), most votes first; zero-vote refs left out."""
-    order = np.argsort(-votes, kind="stable")[:top]
-    return [(int(i), float(votes[i])) for i in order if votes[i] > 0]
+    """Best ``top`` (reference index, votes), most votes first (ties: lower index); zero-vote refs left out.
+
+    Only the references with votes are sorted (a few thousand, against 1M references in all).
+    """
+    voted = np.flatnonzero(votes > 0)
+    order = voted[np.argsort(-votes[voted], kind="stable")][:top]
+    return [(int(i), float(votes[i])) for i in order]
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 12) -> np.ndarray:
@@ -209,6 +213,25 @@ def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 12) -> np.ndarray:
     )
     km.train(np.ascontiguousarray(x, np.float32))
     return np.ascontiguousarray(km.centroids, np.float32)
+
+
+WORDS_COARSE = 256
+FINE_MIN, FINE_MAX = 256, 1024  # second-level words per coarse cell: 65,536 to 262,144 words in all
+POSTINGS_PER_WORD = 256  # the mean list length the vocabulary is sized for
+MAX_POSTINGS = 400_000  # per query: the longest lists are left out past this many postings
+
+
+def vocabulary_for(n_descriptors: int) -> tuple[int, int, int]:
+    """(coarse, fine, training descriptors) for a collection of ``n_descriptors`` reference descriptors.
+
+    The second level doubles until the mean list holds at most ``POSTINGS_PER_WORD``
+    postings (from 256 to ``FINE_MAX`` words per coarse cell); the k-means sees at
+    least 8 descriptors per word (10 for margin), at least 500,000.
+    """
+    fine = FINE_MIN
+    while fine < FINE_MAX and n_descriptors > WORDS_COARSE * fine * POSTINGS_PER_WORD:
+        fine *= 2
+    return WORDS_COARSE, fine, max(500_000, 10 * WORDS_COARSE * fine)
 
 
 class Vocabulary:
@@ -244,19 +267,35 @@ class Vocabulary:
                 c2[c, 0] = pts.mean(0)
         self.c2 = c2
 
+    def _c2_norms(self) -> np.ndarray:
+        """(K1, K2) squared norms of the second-level words (computed once per vocabulary)."""
+        assert self.c2 is not None
+        cached = getattr(self, "_norms", None)
+        if cached is None or cached[0] is not self.c2:
+            cached = (self.c2, (self.c2 * self.c2).sum(2))
+            self._norms = cached
+        return cached[1]
+
     def nearest_words(self, x: np.ndarray, m: int) -> np.ndarray:
         """(n, m) the ``m`` nearest words of every row within its nearest coarse cell, nearest first."""
         assert self.c1 is not None and self.c2 is not None
-        m = int(max(1, min(m, self.c2.shape[1])))
+        k2 = self.c2.shape[1]
+        m = int(max(1, min(m, k2)))
         out = np.empty((len(x), m), np.int64)
         if len(x) == 0:
             return out
         top = _assign(x, self.c1)
-        for c in np.unique(top):
-            sel = top == c
-            d = _sq_dists(x[sel], self.c2[c])
+        # rows grouped by cell (in their order), each cell's distances in one product
+        order = np.argsort(top, kind="stable")
+        bounds = np.searchsorted(top[order], np.arange(len(self.c2) + 1))
+        xs = x[order]
+        xn = (xs * xs).sum(1)
+        norms = self._c2_norms()
+        for c in np.flatnonzero(np.diff(bounds)):
+            a, b = bounds[c], bounds[c + 1]
+            d = xn[a:b, None] - 2.0 * (xs[a:b] @ self.c2[c].T) + norms[c][None, :]
             near = np.argmin(d, axis=1)[:, None] if m == 1 else np.argsort(d, axis=1)[:, :m]
-            out[sel] = c * self.c2.shape[1] + near
+            out[order[a:b]] = c * k2 + near
         return out
 
     def words_of(self, x: np.ndarray) -> np.ndarray:
@@ -309,8 +348,10 @@ class WordVoter:
         sigma: float = 12.0,
         stop_fraction: float = 0.05,
         assign: int = 2,
+        max_postings: int = MAX_POSTINGS,
     ) -> None:
         self.assign = assign
+        self.max_postings = max_postings
         self.vocab = Vocabulary(coarse, fine, seed, train_samples)
         self.seed = seed
         self.max_hamming = max_hamming
@@ -441,7 +482,9 @@ class WordVoter:
                 offsets=self.offsets,
                 idf=self.idf,
                 covered=np.array([self.covered], np.int64),
-                params=np.array([self.max_hamming, self.sigma, self.stop_fraction], np.float64),
+                params=np.array(
+                    [self.max_hamming, self.sigma, self.stop_fraction, self.max_postings, self.assign], np.float64
+                ),
             )
 
     @classmethod
@@ -452,7 +495,10 @@ class WordVoter:
             v.vocab.c1, v.vocab.c2 = z["c1"], z["c2"]
             v.proj, v.medians, v.offsets, v.idf = z["proj"], z["medians"], z["offsets"], z["idf"]
             v.covered = int(z["covered"][0])
-            v.max_hamming, v.sigma, v.stop_fraction = int(z["params"][0]), float(z["params"][1]), float(z["params"][2])
+            p = z["params"]
+            v.max_hamming, v.sigma, v.stop_fraction = int(p[0]), float(p[1]), float(p[2])
+            if len(p) > 3:  # written since the posting budget (older lists: the defaults)
+                v.max_postings, v.assign = int(p[3]), int(p[4])
         v.postings = np.load(folder / "postings.npy", mmap_mode="r")
         v.sigs = np.load(folder / "sigs.npy", mmap_mode="r")
         return v
@@ -487,7 +533,7 @@ class WordVoter:
         sig = self._signatures(np.repeat(x, m, axis=0) if m > 1 else x, w)
         a, b = self.offsets[w], self.offsets[w + 1]
         stop = max(8.0, self.stop_fraction * self.covered) * 64  # a word everywhere many times over says nothing
-        q_idx, pos = _ranges(a, np.where(b - a <= stop, b - a, 0))
+        q_idx, pos = _ranges(a, self._budget(np.where(b - a <= stop, b - a, 0)))
         refs = np.asarray(self.postings[pos], np.int64)
         other = np.asarray(self.sigs[pos], np.uint64)
         if self._tail:
@@ -508,6 +554,16 @@ class WordVoter:
         first = np.ones(len(key), bool)
         first[1:] = key[1:] != key[:-1]
         np.add.at(out, key[first] % (self.n_refs + 1), weight[first])
+        return out
+
+    def _budget(self, lengths: np.ndarray) -> np.ndarray:
+        """List lengths to read: the shortest (most telling) lists first, ``max_postings`` in all."""
+        if not self.max_postings or int(lengths.sum()) <= self.max_postings:
+            return lengths
+        order = np.argsort(lengths, kind="stable")
+        keep = np.cumsum(lengths[order]) <= self.max_postings
+        out = np.zeros_like(lengths)
+        out[order[keep]] = lengths[order[keep]]
         return out
 
     def shortlist(self, query: Features, top: int = 25) -> list[tuple[int, float]]:
