@@ -471,10 +471,10 @@ def outline_fit(store: "IndexStore", photo: "Photo", view: "View", m: "GeomMatch
     if m.homography is None or photo.image is None:
         return None
     x0, y0, x1, y1 = content_box(store.features[m.ref_index])
-    corners = np.float64([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]])
+    corners = np.array([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]], np.float64)
     ref = cv2.perspectiveTransform(corners, ref_to_processed(view, m)).reshape(-1, 2).astype(np.float32)
     h, w = photo.image.shape[:2]
-    frame = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     outline = np.asarray(quad.corners, np.float32)
     try:
         seen, ref_seen = cv2.intersectConvexConvex(ref, frame)
