@@ -9,7 +9,10 @@ steps side by side on a pool of ``n`` threads plus the calling thread, and
 the pool's workers get the same library budget (:func:`worker_init`; OpenMP
 keeps it per thread). OpenCV runs a parallel loop that starts while another
 is running in the calling thread alone, so RootSIFT beside the outline
-search uses ``n`` + 1 threads at the most.
+search uses ``n`` + 1 threads at the most. A photo's RootSIFT is itself split in
+two halves, one on the pool (:func:`split_features`): with detection beside it,
+three OpenCV calls share the ``n`` + 1 threads, each running its parallel loops
+alone when no other is running.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def set_threads(requested: int | None = 0) -> int:
         torch.set_num_threads(n)
     _done = n
     return n
+
+
+def split_features() -> bool:
+    """Whether identify describes a photo's two halves on two threads at once (with a budget of two or
+    more). ``COVER_ID_SPLIT_FEATURES=0`` describes the photo in one piece, to compare the two."""
+    return os.environ.get("COVER_ID_SPLIT_FEATURES", "1").strip() not in ("0", "false", "no", "off")
 
 
 def worker_init(requested: int | None = 0) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import numpy as np
 
     from cover_id.detectors.base import Quad
@@ -85,13 +87,16 @@ class View:
         return View(self.name, feats, local, self.to_photo, self._make_image)
 
 
-def photo_features(image: "np.ndarray", multi: bool = False, max_side: int = 0, max_features: int = 0) -> "Features":
-    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given)."""
+def photo_features(
+    image: "np.ndarray", multi: bool = False, max_side: int = 0, max_features: int = 0, pool: "Executor | None" = None
+) -> "Features":
+    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given); with a
+    ``pool``, the image's two halves are described at once (:func:`~cover_id.features.extract_features`)."""
     from cover_id.features import DEFAULT_MAX_FEATURES, DEFAULT_MAX_SIDE, extract_features
 
     if multi:
-        return extract_features(image, max_side=MULTI_SIDE, max_features=MULTI_FEATURES)
-    return extract_features(image, max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES)
+        return extract_features(image, max_side=MULTI_SIDE, max_features=MULTI_FEATURES, pool=pool)
+    return extract_features(image, max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES, pool=pool)
 
 
 def make_views(image: "np.ndarray", feats: "Features", quad: "Quad | None") -> tuple[View, list[View]]:
