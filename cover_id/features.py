@@ -37,7 +37,7 @@ DEFAULT_CONTRAST = 0.04  # SIFT's contrast threshold (OpenCV's default)
 # covers, 1 % of books and 15 % of paintings keep fewer than 300.
 LOW_CONTRAST = 0.01
 LOW_CONTRAST_KEYPOINTS = 300
-# Split extraction (photos, with a pool): the downscaled image is described as
+# Split extraction (photos): the downscaled image is described as
 # two halves along its longer side, each reaching SPLIT_OVERLAP px past the seam
 # so that SIFT's border (5 px per octave, 5-40 px in the octaves that hold nearly
 # all keypoints) and most descriptor support lie inside the tile. Measured on 30
@@ -107,9 +107,10 @@ def _sift_arrays(
 
 
 def _tiles_sift(
-    gray: np.ndarray, max_features: int, contrast: float, pool: Executor
+    gray: np.ndarray, max_features: int, contrast: float, pool: Executor | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`_sift_arrays` on two overlapping halves of ``gray`` at once, one on ``pool``, one here.
+    """:func:`_sift_arrays` on two overlapping halves of ``gray``: the second on ``pool`` while this
+    thread describes the first, or after it without a pool (the same result either way).
 
     Each half keeps the keypoints whose centres fall on its own side of the seam; of those, the
     ``max_features`` strongest are kept (what ``nfeatures`` does over one image), strongest first,
@@ -120,10 +121,10 @@ def _tiles_sift(
     seam = (w if axis == 0 else h) // 2
     start, end = seam - SPLIT_OVERLAP, seam + SPLIT_OVERLAP
     tiles = (gray[:, :end], gray[:, start:]) if axis == 0 else (gray[:end], gray[start:])
-    job = pool.submit(_sift_arrays, tiles[1], max_features, contrast)
+    job = pool.submit(_sift_arrays, tiles[1], max_features, contrast) if pool is not None else None
     first = _sift_arrays(tiles[0], max_features, contrast)
     # A pool busy with other work must not make this thread wait: then the second half runs here.
-    second = _sift_arrays(tiles[1], max_features, contrast) if job.cancel() else job.result()
+    second = job.result() if job is not None and not job.cancel() else _sift_arrays(tiles[1], max_features, contrast)
     second[0][:, axis] += start
     keep = (first[0][:, axis] < seam, second[0][:, axis] >= seam)
     parts = [(xy[k], r[k], d[k]) for (xy, r, d), k in zip((first, second), keep) if d is not None]
@@ -139,6 +140,7 @@ def extract_features(
     max_side: int = DEFAULT_MAX_SIDE,
     max_features: int = DEFAULT_MAX_FEATURES,
     contrast: float | None = None,
+    split: bool = False,
     pool: Executor | None = None,
 ) -> Features:
     """RootSIFT on a copy downscaled to ``max_side``; coords in the input's pixels.
@@ -153,14 +155,14 @@ def extract_features(
     if image_bgr is None or image_bgr.size == 0:
         raise ValueError("empty image")
     if contrast is None:
-        feats = extract_features(image_bgr, max_side, max_features, DEFAULT_CONTRAST, pool)
+        feats = extract_features(image_bgr, max_side, max_features, DEFAULT_CONTRAST, split, pool)
         if len(feats) >= min(LOW_CONTRAST_KEYPOINTS, max_features):
             return feats
         contrast = LOW_CONTRAST
     h, w = image_bgr.shape[:2]
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     gray = shrink(gray, max_side)
-    if pool is not None and max(gray.shape[:2]) >= SPLIT_MIN_SIDE:
+    if split and max(gray.shape[:2]) >= SPLIT_MIN_SIDE:
         xy, response, desc = _tiles_sift(gray, max_features, contrast, pool)
     else:
         xy, response, desc = _sift_arrays(gray, max_features, contrast)

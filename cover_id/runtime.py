@@ -55,8 +55,8 @@ def set_threads(requested: int | None = 0) -> int:
 
 
 def split_features() -> bool:
-    """Whether identify describes a photo's two halves on two threads at once (with a budget of two or
-    more). ``COVER_ID_SPLIT_FEATURES=0`` describes the photo in one piece, to compare the two."""
+    """Whether identify describes a photo as two halves (on two threads at once with a budget of two or
+    more, in turn with one). ``COVER_ID_SPLIT_FEATURES=0`` describes photos in one piece, to compare."""
     return os.environ.get("COVER_ID_SPLIT_FEATURES", "1").strip() not in ("0", "false", "no", "off")
 
 

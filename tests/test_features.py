@@ -133,10 +133,12 @@ def test_split_extraction_is_bounded_deterministic_and_close(shape: tuple[int, i
     img = cv2.resize(textured(7, 300, 300), (w, h), interpolation=cv2.INTER_CUBIC)
     one = extract_features(img, max_features=400)
     with ThreadPoolExecutor(2) as pool:
-        split = extract_features(img, max_features=400, pool=pool)
-        again = extract_features(img, max_features=400, pool=pool)
+        split = extract_features(img, max_features=400, split=True, pool=pool)
+        again = extract_features(img, max_features=400, split=True, pool=pool)
+    in_turn = extract_features(img, max_features=400, split=True)  # no pool: one thread, the same keypoints
     assert 0 < len(split) <= 400 and len(one) == 400
-    assert np.array_equal(split.xy, again.xy) and np.array_equal(split.desc, again.desc)
+    for other in (again, in_turn):
+        assert np.array_equal(split.xy, other.xy) and np.array_equal(split.desc, other.desc)
     assert split.response is not None and np.all(np.diff(split.response) <= 0)
     assert split.size == (w, h)
     assert len(keypoint_set(one) & keypoint_set(split)) >= 0.9 * len(keypoint_set(one))
@@ -149,10 +151,10 @@ def test_split_extraction_does_not_wait_for_a_busy_pool() -> None:
     img = cv2.resize(textured(8, 300, 300), (640, 480), interpolation=cv2.INTER_CUBIC)
     with ThreadPoolExecutor(1) as pool:
         with ThreadPoolExecutor(1) as free:
-            expected = extract_features(img, pool=free)
+            expected = extract_features(img, split=True, pool=free)
         gate = threading.Event()
         blocker = pool.submit(gate.wait, 60)
-        got = extract_features(img, pool=pool)
+        got = extract_features(img, split=True, pool=pool)
         gate.set()
         blocker.result()
     assert np.array_equal(got.xy, expected.xy) and np.array_equal(got.desc, expected.desc)
@@ -167,6 +169,6 @@ def test_split_extraction_on_real_photos(dvd: Path) -> None:
         for n in (1, 2, 10):
             image, _ = read_sized(dvd / "photos" / f"e63_{n:03d}.jpg", max_side=800)
             one = extract_features(image, contrast=DEFAULT_CONTRAST)
-            split = extract_features(image, contrast=DEFAULT_CONTRAST, pool=pool)
+            split = extract_features(image, contrast=DEFAULT_CONTRAST, split=True, pool=pool)
             assert len(split) <= DEFAULT_MAX_FEATURES
             assert len(keypoint_set(one) & keypoint_set(split)) >= 0.95 * len(keypoint_set(one)), n

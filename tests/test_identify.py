@@ -336,13 +336,8 @@ def _answer(r: dict) -> str:
     return json.dumps({k: v for k, v in r.items() if k not in ("timings_ms", "settings")}, sort_keys=True, default=str)
 
 
-def test_steps_side_by_side_give_the_answer_of_one_thread(
-    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Detection beside RootSIFT, votes beside the embedding, early verification: the same JSON as one thread.
-
-    RootSIFT in one piece: split in two halves it finds slightly other keypoints (tests/test_split_features.py)."""
-    monkeypatch.setenv("COVER_ID_SPLIT_FEATURES", "0")
+def test_steps_side_by_side_give_the_answer_of_one_thread(world: dict, tmp_path: Path) -> None:
+    """Detection beside RootSIFT, votes beside the embedding, early verification: the same JSON as one thread."""
     rng = np.random.default_rng(5)
     left, _ = place_in_scene(make_cover(1, (240, 320)), make_background(20, (640, 720)), rng, scale_range=(0.6, 0.75))
     right, _ = place_in_scene(make_cover(6, (240, 320)), make_background(21, (640, 720)), rng, scale_range=(0.6, 0.75))

@@ -1,4 +1,4 @@
-"""Identify with the photo's RootSIFT split across two threads gives the answers of one piece (issue 12)."""
+"""Identify with the photo's RootSIFT split in two halves (on two threads) gives the answers of one piece (issue 12)."""
 
 from __future__ import annotations
 

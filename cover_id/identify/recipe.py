@@ -121,10 +121,8 @@ class Identifier:
 
     def _split_pool(self) -> "ThreadPoolExecutor | None":
         """The pool that describes the second half of a photo while this thread describes the first
-        (:func:`~cover_id.features.extract_features`), or None: one thread, or the split switched off."""
-        from cover_id.runtime import split_features
-
-        return self._pool() if self._overlap() and split_features() else None
+        (:func:`~cover_id.identify.views.photo_features`), or None with a budget of one thread."""
+        return self._pool() if self._overlap() else None
 
     def _detect_and_extract(self, photo: Photo, multi: bool) -> "Features":
         """Find the cover outline(s) into ``photo.quads`` and return the photo's keypoints.
