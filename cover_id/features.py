@@ -44,7 +44,7 @@ LOW_CONTRAST_KEYPOINTS = 300
 # DVD dev photos at 640 px: 32 px keeps 97-100 % of the single-image keypoints
 # (median 98.6 %), 0 px 83-96 %, 64 px 98-100 % for 18 % more CPU than 32 px.
 SPLIT_OVERLAP = 32
-SPLIT_MIN_SIDE = 256  # smaller images are not worth two threads
+SPLIT_MIN_SIDE = 256  # smaller images are described in one piece
 
 
 @dataclass

@@ -9,10 +9,10 @@ steps side by side on a pool of ``n`` threads plus the calling thread, and
 the pool's workers get the same library budget (:func:`worker_init`; OpenMP
 keeps it per thread). OpenCV runs a parallel loop that starts while another
 is running in the calling thread alone, so RootSIFT beside the outline
-search uses ``n`` + 1 threads at the most. A photo's RootSIFT is itself split in
-two halves, one on the pool (:func:`split_features`): with detection beside it,
-three OpenCV calls share the ``n`` + 1 threads, each running its parallel loops
-alone when no other is running.
+search uses ``n`` + 1 threads at the most. A photo's RootSIFT is itself cut in
+two halves, the second on the pool (:func:`split_features`): with the outline
+search beside it, three OpenCV calls run at once (this thread and two pool
+workers), and only one of them at a time gets OpenCV's own threads for a loop.
 """
 
 from __future__ import annotations
