@@ -14,6 +14,10 @@ ours p50) and the accuracy of both are what compare across machines, not the abs
 ``--tenmp N`` adds a row for 10-megapixel phone photos: the first N DVD photos upscaled to 3648 x 2736
 (JPEG quality 92, made once into ``.cache/bench/tenmp``; the references are untouched), identified against
 the DVD index like the others. The decode step then shows what reading a large JPEG at reduced size costs.
+
+``--split-ab`` instead compares identify with the photo's RootSIFT split across two threads (the default) and
+in one piece (``COVER_ID_SPLIT_FEATURES=0``), on the same photos in one process, the order alternating photo by
+photo: p50 / p95 of each, the median of the per-photo ratios, the features stage, and whether the answers agree.
 """
 
 from __future__ import annotations
@@ -201,6 +205,48 @@ def run_set(
     }
 
 
+def split_ab(name: str, encoder: str, threads: int, limit: int, photos: list | None = None) -> dict[str, Any]:
+    """Identify each photo with the split RootSIFT and without it, alternating which goes first."""
+    from cover_id.pipeline import Identifier
+
+    ident = Identifier.from_index(set_index(name, encoder), {"threads": threads})
+    pairs = (photos if photos is not None else set_truth(name))[: limit or None]
+    runs: dict[str, dict[str, list[float]]] = {m: {"total": [], "features": [], "cpu": []} for m in ("1", "0")}
+    answers: dict[str, list[tuple[Any, str]]] = {"1": [], "0": []}
+    warm = pairs[:WARMUP]
+    for i, (photo, _) in enumerate(warm + pairs):
+        for mode in ("1", "0") if i % 2 else ("0", "1"):
+            os.environ["COVER_ID_SPLIT_FEATURES"] = mode
+            c, t = cpu_seconds(), time.perf_counter()
+            r = ident.identify(photo)
+            if i < len(warm):
+                continue
+            runs[mode]["total"].append((time.perf_counter() - t) * 1000)
+            runs[mode]["cpu"].append((cpu_seconds() - c) * 1000)
+            runs[mode]["features"].append(r["timings_ms"]["features"])
+            answers[mode].append(((r["match"] or {}).get("id"), r["decision"]))
+    os.environ.pop("COVER_ID_SPLIT_FEATURES", None)
+    ratios = [a / b for a, b in zip(runs["1"]["total"], runs["0"]["total"])]
+    same = sum(a == b for a, b in zip(answers["1"], answers["0"]))
+    return {"photos": len(pairs), "runs": runs, "ratio": percentile(ratios, 50), "same": same}
+
+
+def print_split_ab(rows: dict[str, dict[str, Any]]) -> None:
+    print(
+        "\n| set | photos | split p50 / p95 ms | one piece p50 / p95 ms | split / one piece (median of per-photo "
+        "ratios) | features stage p50, split / one piece | CPU ms p50, split / one piece | same answer |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, s in rows.items():
+        a, b = s["runs"]["1"], s["runs"]["0"]
+        print(
+            f"| {name} | {s['photos']} | {percentile(a['total'], 50):.0f} / {percentile(a['total'], 95):.0f} "
+            f"| {percentile(b['total'], 50):.0f} / {percentile(b['total'], 95):.0f} | {s['ratio']:.3f} "
+            f"| {percentile(a['features'], 50):.0f} / {percentile(b['features'], 50):.0f} "
+            f"| {percentile(a['cpu'], 50):.0f} / {percentile(b['cpu'], 50):.0f} | {s['same']}/{s['photos']} |"
+        )
+
+
 def cpu_seconds() -> float:
     """CPU time of this process so far, every thread (user + system): far less sensitive to other load than wall time."""
     import resource
@@ -229,11 +275,22 @@ def main() -> None:
     ap.add_argument(
         "--tenmp", type=int, default=20, metavar="N", help="also the first N DVD photos upscaled to 10 MP (0: not)"
     )
+    ap.add_argument(
+        "--split-ab", action="store_true", help="only compare RootSIFT split across two threads with one piece"
+    )
     args = ap.parse_args()
     from cover_id.runtime import set_threads  # before numpy is loaded: BLAS reads its thread count once
 
     set_threads(args.threads)
     t0 = time.perf_counter()
+    if args.split_ab:
+        ab = {name: split_ab(name, args.encoder, args.threads, args.limit) for name in args.sets}
+        if args.tenmp:
+            ab["dvd-covers 10 MP"] = split_ab("dvd-covers", args.encoder, args.threads, 0, tenmp_photos(args.tenmp))
+        print(f"machine: {machine(args.threads)}; encoder {args.encoder}; {time.perf_counter() - t0:.0f} s in all")
+        print(f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
+        print_split_ab(ab)
+        return
     rows = {name: run_set(name, args.encoder, args.threads, args.limit, args.min_inliers) for name in args.sets}
     if args.tenmp:
         photos = tenmp_photos(args.tenmp)

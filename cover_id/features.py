@@ -8,11 +8,15 @@ re-ranking and for fitting the ``local`` encoder's codebook.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from cover_id.imageops import shrink
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 # RootSIFT components lie in [0, 1] and rarely exceed 0.5 (SIFT clips each
 # bin at 0.2 of the L2 norm before the square root); scaling by 600 and
@@ -33,6 +37,14 @@ DEFAULT_CONTRAST = 0.04  # SIFT's contrast threshold (OpenCV's default)
 # covers, 1 % of books and 15 % of paintings keep fewer than 300.
 LOW_CONTRAST = 0.01
 LOW_CONTRAST_KEYPOINTS = 300
+# Split extraction (photos): the downscaled image is described as
+# two halves along its longer side, each reaching SPLIT_OVERLAP px past the seam
+# so that SIFT's border (5 px per octave, 5-40 px in the octaves that hold nearly
+# all keypoints) and most descriptor support lie inside the tile. Measured on 30
+# DVD dev photos at 640 px: 32 px keeps 97-100 % of the single-image keypoints
+# (median 98.6 %), 0 px 83-96 %, 64 px 98-100 % for 18 % more CPU than 32 px.
+SPLIT_OVERLAP = 32
+SPLIT_MIN_SIDE = 256  # smaller images are described in one piece
 
 
 @dataclass
@@ -82,11 +94,54 @@ def _sift(max_features: int, contrast: float = DEFAULT_CONTRAST) -> cv2.SIFT:
     return sift
 
 
+def _sift_arrays(
+    gray: np.ndarray, max_features: int, contrast: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(xy float32 (N, 2), response float32 (N,), SIFT descriptors or None) of one image."""
+    keypoints, desc = _sift(max_features, contrast).detectAndCompute(gray, None)
+    if desc is None or len(keypoints) == 0:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), None
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    return xy, response, desc
+
+
+def _tiles_sift(
+    gray: np.ndarray, max_features: int, contrast: float, pool: Executor | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_sift_arrays` on two overlapping halves of ``gray``: the second on ``pool`` while this
+    thread describes the first, or after it without a pool (the same result either way).
+
+    Each half keeps the keypoints whose centres fall on its own side of the seam; of those, the
+    ``max_features`` strongest are kept (what ``nfeatures`` does over one image), strongest first,
+    ties in position order, so the result does not depend on which half finished first.
+    """
+    h, w = gray.shape[:2]
+    axis = 0 if w >= h else 1  # the coordinate (x or y) along which the image is cut
+    seam = (w if axis == 0 else h) // 2
+    start, end = seam - SPLIT_OVERLAP, seam + SPLIT_OVERLAP
+    tiles = (gray[:, :end], gray[:, start:]) if axis == 0 else (gray[:end], gray[start:])
+    job = pool.submit(_sift_arrays, tiles[1], max_features, contrast) if pool is not None else None
+    first = _sift_arrays(tiles[0], max_features, contrast)
+    # A pool busy with other work must not make this thread wait: then the second half runs here.
+    second = job.result() if job is not None and not job.cancel() else _sift_arrays(tiles[1], max_features, contrast)
+    second[0][:, axis] += start
+    keep = (first[0][:, axis] < seam, second[0][:, axis] >= seam)
+    parts = [(xy[k], r[k], d[k]) for (xy, r, d), k in zip((first, second), keep) if d is not None]
+    if not parts:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), None
+    xy, response, desc = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((xy[:, 1], xy[:, 0], -response))[:max_features]
+    return xy[order], response[order], desc[order]
+
+
 def extract_features(
     image_bgr: np.ndarray,
     max_side: int = DEFAULT_MAX_SIDE,
     max_features: int = DEFAULT_MAX_FEATURES,
     contrast: float | None = None,
+    split: bool = False,
+    pool: Executor | None = None,
 ) -> Features:
     """RootSIFT on a copy downscaled to ``max_side``; coords in the input's pixels.
 
@@ -100,23 +155,23 @@ def extract_features(
     if image_bgr is None or image_bgr.size == 0:
         raise ValueError("empty image")
     if contrast is None:
-        feats = extract_features(image_bgr, max_side, max_features, DEFAULT_CONTRAST)
+        feats = extract_features(image_bgr, max_side, max_features, DEFAULT_CONTRAST, split, pool)
         if len(feats) >= min(LOW_CONTRAST_KEYPOINTS, max_features):
             return feats
         contrast = LOW_CONTRAST
     h, w = image_bgr.shape[:2]
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     gray = shrink(gray, max_side)
-    keypoints, desc = _sift(max_features, contrast).detectAndCompute(gray, None)
-    if desc is None or len(keypoints) == 0:
+    if split and max(gray.shape[:2]) >= SPLIT_MIN_SIDE:
+        xy, response, desc = _tiles_sift(gray, max_features, contrast, pool)
+    else:
+        xy, response, desc = _sift_arrays(gray, max_features, contrast)
+    if desc is None or len(xy) == 0:
         return empty_features((w, h))
     # SIFT may return more than nfeatures on ties and duplicates orientations.
-    if len(keypoints) > max_features:
-        order = np.argsort([-k.response for k in keypoints], kind="stable")[:max_features]
-        keypoints = [keypoints[i] for i in order]
-        desc = desc[order]
-    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    if len(xy) > max_features:
+        order = np.argsort(-response, kind="stable")[:max_features]
+        xy, response, desc = xy[order], response[order], desc[order]
     if gray.shape[:2] != (h, w):
         # pixel centres: x_in + 0.5 = (x_small + 0.5) / scale
         sx, sy = w / gray.shape[1], h / gray.shape[0]

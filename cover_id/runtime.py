@@ -9,7 +9,10 @@ steps side by side on a pool of ``n`` threads plus the calling thread, and
 the pool's workers get the same library budget (:func:`worker_init`; OpenMP
 keeps it per thread). OpenCV runs a parallel loop that starts while another
 is running in the calling thread alone, so RootSIFT beside the outline
-search uses ``n`` + 1 threads at the most.
+search uses ``n`` + 1 threads at the most. A photo's RootSIFT is itself cut in
+two halves, the second on the pool (:func:`split_features`): with the outline
+search beside it, three OpenCV calls run at once (this thread and two pool
+workers), and only one of them at a time gets OpenCV's own threads for a loop.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def set_threads(requested: int | None = 0) -> int:
         torch.set_num_threads(n)
     _done = n
     return n
+
+
+def split_features() -> bool:
+    """Whether identify describes a photo as two halves (on two threads at once with a budget of two or
+    more, in turn with one). ``COVER_ID_SPLIT_FEATURES=0`` describes photos in one piece, to compare."""
+    return os.environ.get("COVER_ID_SPLIT_FEATURES", "1").strip() not in ("0", "false", "no", "off")
 
 
 def worker_init(requested: int | None = 0) -> None:

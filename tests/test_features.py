@@ -1,8 +1,14 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pytest
 
 from cover_id.features import (
     DEFAULT_CONTRAST,
+    DEFAULT_MAX_FEATURES,
     LOW_CONTRAST_KEYPOINTS,
     Features,
     desc_float,
@@ -109,3 +115,60 @@ def test_extracted_keypoints_carry_their_response_and_the_strongest_keep_order()
     # keypoints read back from an index have no response: nothing to rank by, all of them are kept
     stored = unpack_features(pack_features([f]))[0]
     assert stored.response is None and strongest(stored, 40) is stored
+
+
+# ---- split extraction (photos: two halves described at once, issue 12) ----------------------------
+
+
+def keypoint_set(f: Features) -> set[tuple[float, float]]:
+    """Keypoint positions (SIFT repeats a position for each of its orientations)."""
+    return {(round(float(x), 1), round(float(y), 1)) for x, y in f.xy}
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480)])
+def test_split_extraction_is_bounded_deterministic_and_close(shape: tuple[int, int]) -> None:
+    """Cut along the longer side (x for landscape, y for portrait): the same budget, the same answer
+    every time, strongest first, and nearly the keypoints of the image described in one piece."""
+    h, w = shape
+    img = cv2.resize(textured(7, 300, 300), (w, h), interpolation=cv2.INTER_CUBIC)
+    one = extract_features(img, max_features=400)
+    with ThreadPoolExecutor(2) as pool:
+        split = extract_features(img, max_features=400, split=True, pool=pool)
+        again = extract_features(img, max_features=400, split=True, pool=pool)
+    in_turn = extract_features(img, max_features=400, split=True)  # no pool: one thread, the same keypoints
+    assert 0 < len(split) <= 400 and len(one) == 400
+    for other in (again, in_turn):
+        assert np.array_equal(split.xy, other.xy) and np.array_equal(split.desc, other.desc)
+    assert split.response is not None and np.all(np.diff(split.response) <= 0)
+    assert split.size == (w, h)
+    assert len(keypoint_set(one) & keypoint_set(split)) >= 0.9 * len(keypoint_set(one))
+    far = split.xy[:, 0 if w > h else 1] > 0.75 * max(w, h)  # keypoints of the second half are in image pixels
+    assert far.any()
+
+
+def test_split_extraction_does_not_wait_for_a_busy_pool() -> None:
+    """The pool's only worker is busy: the second half is described on the calling thread instead."""
+    img = cv2.resize(textured(8, 300, 300), (640, 480), interpolation=cv2.INTER_CUBIC)
+    with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(1) as free:
+            expected = extract_features(img, split=True, pool=free)
+        gate = threading.Event()
+        blocker = pool.submit(gate.wait, 60)
+        got = extract_features(img, split=True, pool=pool)
+        gate.set()
+        blocker.result()
+    assert np.array_equal(got.xy, expected.xy) and np.array_equal(got.desc, expected.desc)
+
+
+@pytest.mark.slow
+def test_split_extraction_on_real_photos(dvd: Path) -> None:
+    """On real 1600x1200 DVD photos nearly every keypoint (>= 95 %) is the one-piece keypoint."""
+    from cover_id.imageio import read_sized
+
+    with ThreadPoolExecutor(2) as pool:
+        for n in (1, 2, 10):
+            image, _ = read_sized(dvd / "photos" / f"e63_{n:03d}.jpg", max_side=800)
+            one = extract_features(image, contrast=DEFAULT_CONTRAST)
+            split = extract_features(image, contrast=DEFAULT_CONTRAST, split=True, pool=pool)
+            assert len(split) <= DEFAULT_MAX_FEATURES
+            assert len(keypoint_set(one) & keypoint_set(split)) >= 0.95 * len(keypoint_set(one)), n

@@ -119,6 +119,11 @@ class Identifier:
 
         return thread_count(self.config.threads) > 1
 
+    def _split_pool(self) -> "ThreadPoolExecutor | None":
+        """The pool that describes the second half of a photo while this thread describes the first
+        (:func:`~cover_id.identify.views.photo_features`), or None with a budget of one thread."""
+        return self._pool() if self._overlap() else None
+
     def _detect_and_extract(self, photo: Photo, multi: bool) -> "Features":
         """Find the cover outline(s) into ``photo.quads`` and return the photo's keypoints.
 
@@ -142,7 +147,7 @@ class Identifier:
         if job is None:
             photo.quads, photo.timings["detect"] = detect()
         with photo.timed("features"):
-            feats = photo_features(image, multi)
+            feats = photo_features(image, multi, pool=self._split_pool())
         if job is not None:
             photo.quads, photo.timings["detect"] = job.result()
         return feats
@@ -269,7 +274,7 @@ class Identifier:
         if max(image.shape[:2]) < 1.25 * max(photo.image.shape[:2]):
             return None  # the photo has no more pixels to give
         closer = photo.closer(image, back)
-        feats = photo_features(image, max_side=side, max_features=SECOND_LOOK_FEATURES)
+        feats = photo_features(image, max_side=side, max_features=SECOND_LOOK_FEATURES, pool=self._split_pool())
         closer.full, views = make_views(image, feats, closer.quads[0] if closer.quads else None)
         return closer, self._look(store, closer, views, closer.quads[0] if closer.quads else None)
 
@@ -303,7 +308,7 @@ class Identifier:
         """The photo's one RootSIFT pass (--multi looks closer: several covers share the keypoint budget)."""
         from cover_id.identify.views import photo_features
 
-        return photo_features(image, multi)
+        return photo_features(image, multi, pool=self._split_pool())
 
     def embed(
         self, images: "list[np.ndarray]", feats: "list[Features]", store: "IndexStore | None" = None

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import numpy as np
 
     from cover_id.detectors.base import Quad
@@ -85,13 +87,20 @@ class View:
         return View(self.name, feats, local, self.to_photo, self._make_image)
 
 
-def photo_features(image: "np.ndarray", multi: bool = False, max_side: int = 0, max_features: int = 0) -> "Features":
-    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given)."""
+def photo_features(
+    image: "np.ndarray", multi: bool = False, max_side: int = 0, max_features: int = 0, pool: "Executor | None" = None
+) -> "Features":
+    """The photo's one RootSIFT pass (defaults of :func:`extract_features` unless given), as two halves
+    (:func:`~cover_id.runtime.split_features`), the second on ``pool`` while this thread describes the
+    first; the same keypoints with or without a pool."""
     from cover_id.features import DEFAULT_MAX_FEATURES, DEFAULT_MAX_SIDE, extract_features
+    from cover_id.runtime import split_features
 
+    split = split_features()
     if multi:
-        return extract_features(image, max_side=MULTI_SIDE, max_features=MULTI_FEATURES)
-    return extract_features(image, max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES)
+        return extract_features(image, MULTI_SIDE, MULTI_FEATURES, split=split, pool=pool)
+    side, budget = max_side or DEFAULT_MAX_SIDE, max_features or DEFAULT_MAX_FEATURES
+    return extract_features(image, side, budget, split=split, pool=pool)
 
 
 def make_views(image: "np.ndarray", feats: "Features", quad: "Quad | None") -> tuple[View, list[View]]:
