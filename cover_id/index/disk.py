@@ -9,7 +9,8 @@ Layout::
     vectors.f32       encoder vectors, row ``slot`` at ``slot * dim * 4``
     embeddings.f32    index-space vectors (only when a projection head is applied)
     global.npz        checkpoint of the compact candidate index (covers slots < its count; names its own
-                      kind and recipe version: basis, whitening scale, FAISS index)
+                      kind and recipe version: basis, whitening scale, and the FAISS file's name)
+    global-*.faiss    that FAISS index, a new name at every checkpoint (older indexes: inside global.npz)
     voter.faiss       keypoint-vote index of every descriptor, memory-mapped (small collections;
                       covers slots < manifest voter_covered)
     voter_words/      or (past 200,000 references, or vote_index: words) visual-word lists with Hamming signatures:
