@@ -204,7 +204,9 @@ def test_write_interrupted_between_the_two_files_opens_the_previous_state(tmp_pa
     assert again._global().covered == 10 and again._global().index.ntotal == 10
     ids, scores = _answers(again)
     assert ids == want_ids and np.allclose(scores, want_scores)
-    # the next write removes both orphans (and the FAISS file it replaces)
+    # the next write removes both orphans, and a checkpoint the FAISS file it replaces
+    again.save()
+    assert _global_files(out) == before and not list(out.glob(".global-*"))
     again.checkpoint()
     files = _global_files(out)
     assert len(files) == 2 and "global.npz" in files and not (set(files) & set(before)) - {"global.npz"}

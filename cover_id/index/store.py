@@ -672,10 +672,13 @@ class IndexStore:
         """Commit pending adds and removes (one transaction) and the manifest, if changed."""
         import numpy as np
 
+        from cover_id.index.search import remove_orphans
+
         target = Path(path or self.path or ".")
         if self.path is None or target.resolve() != Path(self.path).resolve():
             return self._rewrite(target)
         clean_stale(target)
+        remove_orphans(target)  # FAISS files of an interrupted checkpoint
         if self._pending or self._dead:
             disk = self._disk
             items = [
