@@ -220,12 +220,17 @@ def anon():
         if line.startswith("RssAnon"):
             return int(line.split()[1]) / 1024
 
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
 base = rss()
 t = time.perf_counter()
 store = IndexStore.open(Path(sys.argv[1]))
 voter = store.voter() if store.has_voter else None  # loaded here: part of opening for a query
 t_open = time.perf_counter() - t
-after, after_anon = rss(), anon()
+after, after_anon, open_peak = rss(), anon(), peak()
 queries = np.load(sys.argv[2])
 with np.load(sys.argv[3]) as z:
     feats = [Features(np.zeros((len(z[k]), 2), np.float32), z[k], (800, 800)) for k in sorted(z.files)]
@@ -242,7 +247,7 @@ for _ in range(2):  # the first pass reads the lists from disk (or the page cach
         g_ms.append((t1 - t0) * 1e3); v_ms.append((t2 - t1) * 1e3); tot.append((t2 - t0) * 1e3)
     passes.append({k: [float(np.percentile(v, 50)), float(np.percentile(v, 95))]
                    for k, v in (("global_ms", g_ms), ("votes_ms", v_ms), ("total_ms", tot))})
-print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after,
+print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after, "peak_open": open_peak,
                   "anon_open": after_anon, "rss_after_search": rss(), "anon_after_search": anon(),
                   "search_ms": passes[-1]["global_ms"], "passes": passes}))
 """
@@ -377,7 +382,7 @@ def synthetic(
     print(
         f"[synthetic {n}] {kind} over {d}-d compact vectors ({layout} checkpoint); SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
         f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
-        f"after open {m['rss_open']:.0f} MiB (anonymous {m['anon_open']:.0f}), after 2x100 queries "
+        f"after open {m['rss_open']:.0f} MiB (anonymous {m['anon_open']:.0f}, peak while opening {m['peak_open']:.0f}), after 2x100 queries "
         f"{m['rss_after_search']:.0f} MiB (anonymous {m['anon_after_search']:.0f}); per photo p50/p95 ms, first pass: "
         f"global {cold['global_ms'][0]:.1f}/{cold['global_ms'][1]:.1f}, votes {cold['votes_ms'][0]:.1f}/"
         f"{cold['votes_ms'][1]:.1f}, total {cold['total_ms'][0]:.1f}/{cold['total_ms'][1]:.1f}; second pass: "

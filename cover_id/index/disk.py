@@ -226,11 +226,13 @@ class Disk:
         return rows[0][0] if rows else default
 
     def live_slots(self) -> "np.ndarray":
+        import itertools
+
         import numpy as np
 
         with self.db_lock:
             cur = self.db.execute("SELECT slot FROM refs WHERE deleted = 0 AND has_vec = 1 ORDER BY slot")
-            return np.fromiter((r[0] for r in cur), dtype=np.int64)
+            return np.fromiter(itertools.chain.from_iterable(cur), dtype=np.int64)  # no Python frame a row
 
     def next_slot(self) -> int:
         rows = self.query("SELECT MAX(slot) FROM refs")
