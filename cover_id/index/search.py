@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ IVF_TRAIN = 100_000  # references the IVF lists are trained on (read in chunks)
 IVFPQ_FROM = IVF_FROM  # kept for version-1 checkpoints and callers
 CHECKPOINT = "global.npz"  # basis, scale, kind, version, covered, and the name of the FAISS file
 FAISS_PREFIX = "global-"  # FAISS files are global-<random>.faiss: a new name for every write
+_SAVING = threading.Lock()  # a save and an orphan cleanup of this process never interleave
 
 
 def learn_basis(sample: np.ndarray, dim: int = COMPACT_DIM) -> np.ndarray | None:
@@ -267,15 +269,16 @@ def save_global(folder: Path, g: GlobalIndex) -> str:
 
     folder = Path(folder)
     name = f"{FAISS_PREFIX}{secrets.token_hex(8)}.faiss"
-    with atomic_write(folder / name) as tmp:
-        faiss.write_index(g.index, str(tmp))
-        _fsync(tmp)
-    with atomic_write(folder / CHECKPOINT) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **g.state(index_file=name))
-            fh.flush()
-            os.fsync(fh.fileno())
-    remove_orphans(folder)
+    with _SAVING:
+        with atomic_write(folder / name) as tmp:
+            faiss.write_index(g.index, str(tmp))
+            _fsync(tmp)
+        with atomic_write(folder / CHECKPOINT) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **g.state(index_file=name))
+                fh.flush()
+                os.fsync(fh.fileno())
+        _remove_orphans(folder)
     return name
 
 
@@ -297,10 +300,14 @@ def load_global(folder: Path) -> GlobalIndex:
 def remove_orphans(folder: Path) -> list[Path]:
     """Remove FAISS files (and their unfinished temporaries) that ``global.npz`` does not name.
 
-    For the one writer of a folder: call it after its own save, never while another
-    process may be saving in the same folder.
+    For the one writer of a folder (another process saving there at the same moment
+    could lose its new file); saves of this process wait for it.
     """
-    folder = Path(folder)
+    with _SAVING:
+        return _remove_orphans(Path(folder))
+
+
+def _remove_orphans(folder: Path) -> list[Path]:
     keep = None
     try:
         with np.load(folder / CHECKPOINT, allow_pickle=False) as z:

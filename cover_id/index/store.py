@@ -501,8 +501,8 @@ class IndexStore:
     def relearn_search(self, show: bool = False) -> None:
         """Re-learn the compact basis and index from the stored full vectors (no feature extraction).
 
-        Writes the FAISS file, ``global.npz`` naming it, then the manifest, each atomically; readers of this folder keep
-        the old index until they reopen it (the checkpoint describes itself, so a crash
+        Writes the FAISS file, ``global.npz`` naming it, then the manifest, each atomically;
+        readers of this folder keep the old index until they reopen it (the checkpoint describes itself, so a crash
         between the two files leaves a working index that the next run upgrades again).
         """
         from cover_id.index.build import build_global
