@@ -220,12 +220,17 @@ def anon():
         if line.startswith("RssAnon"):
             return int(line.split()[1]) / 1024
 
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
 base = rss()
 t = time.perf_counter()
 store = IndexStore.open(Path(sys.argv[1]))
 voter = store.voter() if store.has_voter else None  # loaded here: part of opening for a query
 t_open = time.perf_counter() - t
-after, after_anon = rss(), anon()
+after, after_anon, open_peak = rss(), anon(), peak()
 queries = np.load(sys.argv[2])
 with np.load(sys.argv[3]) as z:
     feats = [Features(np.zeros((len(z[k]), 2), np.float32), z[k], (800, 800)) for k in sorted(z.files)]
@@ -242,13 +247,15 @@ for _ in range(2):  # the first pass reads the lists from disk (or the page cach
         g_ms.append((t1 - t0) * 1e3); v_ms.append((t2 - t1) * 1e3); tot.append((t2 - t0) * 1e3)
     passes.append({k: [float(np.percentile(v, 50)), float(np.percentile(v, 95))]
                    for k, v in (("global_ms", g_ms), ("votes_ms", v_ms), ("total_ms", tot))})
-print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after,
+print(json.dumps({"size": store.size, "open_s": t_open, "rss_base": base, "rss_open": after, "peak_open": open_peak,
                   "anon_open": after_anon, "rss_after_search": rss(), "anon_after_search": anon(),
                   "search_ms": passes[-1]["global_ms"], "passes": passes}))
 """
 
 
-def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reuse: bool = False) -> None:
+def synthetic(
+    n: int, source: Path, threads: int, words: Path | None = None, reuse: bool = False, layout: str = "file"
+) -> None:
     """An index folder of ``n`` references synthesised from ``source``'s real ones, for open/memory/latency.
 
     Only what opening and the shortlist need is synthetic; nothing here measures accuracy.
@@ -270,13 +277,17 @@ def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reu
 
     The DVD photos' real descriptors and vectors are then timed in a fresh process:
     global search (k = 25) + word shortlist (top 25) per photo, p50/p95, RSS, open time.
+
+    ``layout``: how the compact index is checkpointed, ``file`` (its own FAISS file beside
+    ``global.npz``, as the engine writes it) or ``npz`` (the bytes inside ``global.npz``, as
+    indexes built before did); with ``reuse`` an existing folder is converted, not rebuilt.
     """
     import numpy as np
 
     from cover_id.identify.views import photo_features
     from cover_id.imageio import read_image
     from cover_id.index.disk import create_disk
-    from cover_id.index.search import GlobalIndex, pick_kind
+    from cover_id.index.search import CHECKPOINT, GlobalIndex, load_global, pick_kind, remove_orphans, save_global
     from cover_id.index.store import WORDS_DIR, IndexStore
 
     real = IndexStore.open(source)
@@ -321,10 +332,21 @@ def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reu
         )
         g.basis, g.scale, g.learned_from = g_real.basis, g_real.scale, g_real.learned_from
         t_index = time.perf_counter() - t
-        np.savez(folder / "global.npz", **g.state())
+        save_global(folder, g)
         manifest = {k: v for k, v in real.manifest.items() if k not in ("files",)}
         manifest.update(format=2, count=n, voter=False, search=g.describe())
         disk.close()
+    with np.load(folder / CHECKPOINT) as z:
+        now = "npz" if "index" in z.files else "file"
+    if now != layout:
+        g = load_global(folder)
+        if layout == "file":
+            save_global(folder, g)
+        else:
+            with open(folder / CHECKPOINT, "wb") as fh:
+                np.savez(fh, **g.state())
+            remove_orphans(folder)
+        del g
     t_words = 0.0
     if words is not None:
         t = time.perf_counter()
@@ -358,16 +380,16 @@ def synthetic(n: int, source: Path, threads: int, words: Path | None = None, reu
     m = json.loads(out.stdout.strip().splitlines()[-1])
     cold, warm = m["passes"]
     print(
-        f"[synthetic {n}] {kind} over {d}-d compact vectors; SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
+        f"[synthetic {n}] {kind} over {d}-d compact vectors ({layout} checkpoint); SQLite rows {t_db:.0f}s, index build {t_index:.0f}s; "
         f"disk {disk_mb(folder):.0f} MiB; open {m['open_s']:.2f}s; RSS after imports {m['rss_base']:.0f} MiB, "
-        f"after open {m['rss_open']:.0f} MiB (anonymous {m['anon_open']:.0f}), after 2x100 queries "
+        f"after open {m['rss_open']:.0f} MiB (anonymous {m['anon_open']:.0f}, peak while opening {m['peak_open']:.0f}), after 2x100 queries "
         f"{m['rss_after_search']:.0f} MiB (anonymous {m['anon_after_search']:.0f}); per photo p50/p95 ms, first pass: "
         f"global {cold['global_ms'][0]:.1f}/{cold['global_ms'][1]:.1f}, votes {cold['votes_ms'][0]:.1f}/"
         f"{cold['votes_ms'][1]:.1f}, total {cold['total_ms'][0]:.1f}/{cold['total_ms'][1]:.1f}; second pass: "
         f"global {warm['global_ms'][0]:.1f}/{warm['global_ms'][1]:.1f}, votes {warm['votes_ms'][0]:.1f}/"
         f"{warm['votes_ms'][1]:.1f}, total {warm['total_ms'][0]:.1f}/{warm['total_ms'][1]:.1f}"
     )
-    print(json.dumps({"synthetic": n, "kind": kind, "words_s": t_words, **m}), flush=True)
+    print(json.dumps({"synthetic": n, "kind": kind, "layout": layout, "words_s": t_words, **m}), flush=True)
 
 
 def replicate_words(src: Path, dst: Path, n: int, n_real: int, chunk: int = 10_000_000, seed: int = 0) -> int:
@@ -436,6 +458,12 @@ def main() -> None:
     ap.add_argument("--vote-index", default="auto", choices=("auto", "nn", "words"), help="keypoint-vote back-end")
     ap.add_argument("--reuse", action="store_true", help="with --synthetic: keep its records and compact vectors")
     ap.add_argument(
+        "--layout",
+        default="file",
+        choices=("file", "npz"),
+        help="with --synthetic: compact index in its own FAISS file (today) or inside global.npz (before)",
+    )
+    ap.add_argument(
         "--words",
         type=Path,
         default=None,
@@ -487,7 +515,7 @@ def main() -> None:
         stages = {k: list(v) for k, v in st.items()}
         print(json.dumps({"n": n, "build_s": build_s, "disk_mib": disk_mb(index), **figures, "stages": stages, **w}))
     if args.synthetic and last is not None:
-        synthetic(args.synthetic, last, args.threads, args.words, args.reuse)
+        synthetic(args.synthetic, last, args.threads, args.words, args.reuse, args.layout)
 
 
 def ref_count(index: Path) -> int:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -125,7 +126,7 @@ def test_compact_flag_relearns_an_older_kind(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq4", "sq8", "ivfsq4"])
-def test_every_kind_round_trips(kind: str) -> None:
+def test_every_kind_round_trips(kind: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 64)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -137,3 +138,94 @@ def test_every_kind_round_trips(kind: str) -> None:
     a, b = g.search(x[:20], 5), back.search(x[:20], 5)
     assert np.array_equal(a[1], b[1])
     assert (a[1][:, 0] == np.arange(20)).mean() >= 0.9
+    # through the files: global.npz names the FAISS file beside it and holds no index bytes
+    name = search.save_global(tmp_path, g)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, search.CHECKPOINT])
+    with np.load(tmp_path / search.CHECKPOINT) as z:
+        assert "index" not in z.files and str(z["index_file"]) == name
+    opened = search.load_global(tmp_path)
+    assert opened.kind == kind and opened.covered == 300 and opened.whiten == (kind != "flat")
+    assert opened.version == g.version and opened.learned_from == g.learned_from
+    assert (opened.basis is None) == (g.basis is None) and np.array_equal(opened.scale, g.scale)
+    c = opened.search(x[:20], 5)
+    assert np.array_equal(a[1], c[1]) and np.allclose(a[0], c[0])
+    opened.add(x[:3])  # an opened index stays writable
+    assert opened.covered == 303 and opened.index.ntotal == 303
+
+
+def _global_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("global*"))
+
+
+def _old_style(folder: Path) -> None:
+    """Rewrite the checkpoint as every index built before the FAISS file did: the bytes inside global.npz."""
+    g = search.load_global(folder)
+    for p in folder.glob("global-*.faiss"):
+        p.unlink()
+    with open(folder / search.CHECKPOINT, "wb") as fh:
+        np.savez(fh, **g.state())
+
+
+def test_checkpoint_with_the_index_inside_opens_and_the_next_write_converts_it(tmp_path: Path) -> None:
+    refs = tmp_path / "refs"
+    write_covers(refs, 10)
+    out = tmp_path / "idx"
+    build_index(out, refs=refs, settings=LOCAL, show_progress=False)
+    assert len(list(out.glob("global-*.faiss"))) == 1
+    want_ids, want_scores = _answers(IndexStore.open(out))
+    _old_style(out)
+    assert _global_files(out) == ["global.npz"]
+    old = IndexStore.open(out)
+    ids, scores = _answers(old)
+    assert ids == want_ids and np.allclose(scores, want_scores)
+    old.checkpoint()  # the next write converts it
+    with np.load(out / search.CHECKPOINT) as z:
+        assert "index" not in z.files
+    assert len(list(out.glob("global-*.faiss"))) == 1
+    ids, scores = _answers(IndexStore.open(out))
+    assert ids == want_ids and np.allclose(scores, want_scores)
+
+
+def test_write_interrupted_between_the_two_files_opens_the_previous_state(tmp_path: Path) -> None:
+    refs = tmp_path / "refs"
+    write_covers(refs, 10)
+    out = tmp_path / "idx"
+    build_index(out, refs=refs, settings=LOCAL, show_progress=False)
+    store = IndexStore.open(out)
+    want_ids, want_scores = _answers(store)
+    before = _global_files(out)
+    # a checkpoint of a changed index that died after its FAISS file, before global.npz named it
+    g = store._global()
+    changed = GlobalIndex(g.basis, faiss.clone_index(g.index), g.covered, g.kind, g.scale, g.version)
+    changed.add(np.asarray(store.raw_embeddings)[:4])
+    faiss.write_index(changed.index, str(out / "global-0123456789abcdef.faiss"))
+    (out / ".global-fedcba9876543210.faiss.x1y2.tmp").write_bytes(b"half a file")  # and one cut off mid-write
+    again = IndexStore.open(out)
+    assert again._global().covered == 10 and again._global().index.ntotal == 10
+    ids, scores = _answers(again)
+    assert ids == want_ids and np.allclose(scores, want_scores)
+    # the next write removes both orphans, and a checkpoint the FAISS file it replaces
+    again.save()
+    assert _global_files(out) == before and not list(out.glob(".global-*"))
+    again.checkpoint()
+    files = _global_files(out)
+    assert len(files) == 2 and "global.npz" in files and not (set(files) & set(before)) - {"global.npz"}
+    assert not list(out.glob(".global-*"))
+    assert _answers(IndexStore.open(out))[0] == want_ids
+
+
+def test_reader_of_the_old_pair_keeps_working_and_a_reader_racing_a_write_retries(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    g = GlobalIndex.build(None, 16, 50, [x], kind="flat")
+    search.save_global(tmp_path, g)
+    reader = search.load_global(tmp_path)
+    g.add(x[:5])
+    search.save_global(tmp_path, g)  # the old FAISS file is gone now
+    assert reader.search(x[:3], 1)[1][:, 0].tolist() == [0, 1, 2] and reader.covered == 50
+    assert search.load_global(tmp_path).covered == 55
+    with np.load(tmp_path / search.CHECKPOINT) as z:  # a checkpoint naming a file that is not there
+        state = {k: z[k] for k in z.files}
+    state["index_file"] = np.array("global-missing.faiss")
+    with pytest.raises(RuntimeError):
+        GlobalIndex.from_state(state, tmp_path)

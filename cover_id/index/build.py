@@ -254,7 +254,7 @@ def _build_search(disk: "Disk", manifest: dict[str, Any], projection: Any, show:
 
 
 def build_global(disk: "Disk", manifest: dict[str, Any], projection: Any, show: bool) -> "Any":
-    """Learn the compact basis from the stored vectors and index every slot; saves ``global.npz``.
+    """Learn the compact basis from the stored vectors and index every slot; saves its checkpoint.
 
     Reads only the stored full vectors (no features are extracted), so it also upgrades
     the compact index of an existing folder. Sets ``manifest['search']``; returns the index.
@@ -269,9 +269,9 @@ def build_global(disk: "Disk", manifest: dict[str, Any], projection: Any, show: 
         exact_for,
         learn_projection,
         pick_kind,
+        save_global,
     )
     from cover_id.progress import progress
-    from cover_id.store_io import atomic_write
 
     n = disk.next_slot()
     all_slots = np.arange(n, dtype=np.int64)
@@ -302,7 +302,7 @@ def build_global(disk: "Disk", manifest: dict[str, Any], projection: Any, show: 
             advance=advance,
         )
     manifest["search"] = g.describe()
-    _save_npz(disk.path / "global.npz", g.state(), atomic_write)
+    save_global(disk.path, g)
     return g
 
 

@@ -9,7 +9,8 @@ Layout::
     vectors.f32       encoder vectors, row ``slot`` at ``slot * dim * 4``
     embeddings.f32    index-space vectors (only when a projection head is applied)
     global.npz        checkpoint of the compact candidate index (covers slots < its count; names its own
-                      kind and recipe version: basis, whitening scale, FAISS index)
+                      kind and recipe version: basis, whitening scale, and the FAISS file's name)
+    global-*.faiss    that FAISS index, a new name at every checkpoint (older indexes: inside global.npz)
     voter.faiss       keypoint-vote index of every descriptor, memory-mapped (small collections;
                       covers slots < manifest voter_covered)
     voter_words/      or (past 200,000 references, or vote_index: words) visual-word lists with Hamming signatures:
@@ -225,11 +226,13 @@ class Disk:
         return rows[0][0] if rows else default
 
     def live_slots(self) -> "np.ndarray":
+        import itertools
+
         import numpy as np
 
         with self.db_lock:
             cur = self.db.execute("SELECT slot FROM refs WHERE deleted = 0 AND has_vec = 1 ORDER BY slot")
-            return np.fromiter((r[0] for r in cur), dtype=np.int64)
+            return np.fromiter(itertools.chain.from_iterable(cur), dtype=np.int64)  # no Python frame a row
 
     def next_slot(self) -> int:
         rows = self.query("SELECT MAX(slot) FROM refs")

@@ -20,11 +20,21 @@ with what it was built with. ``COMPACT_VERSION`` names the current recipe: an
 index whose manifest records an older one is re-learned from its stored full
 vectors by ``cover-id index`` (no features are re-extracted). FAISS ids are
 reference slots (stable across deletes).
+
+On disk (:func:`save_global`, :func:`load_global`): ``global.npz`` holds the small
+arrays and names the FAISS file beside it (``global-<random>.faiss``, a new name at
+every write), which opens with one ``faiss.read_index``. Checkpoints written before
+kept the FAISS bytes inside ``global.npz``; they still open, and the next write
+converts them.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -40,6 +50,9 @@ IVF_FROM = 100_000
 IVF_NPROBE = 48
 IVF_TRAIN = 100_000  # references the IVF lists are trained on (read in chunks)
 IVFPQ_FROM = IVF_FROM  # kept for version-1 checkpoints and callers
+CHECKPOINT = "global.npz"  # basis, scale, kind, version, covered, and the name of the FAISS file
+FAISS_PREFIX = "global-"  # FAISS files are global-<random>.faiss: a new name for every write
+_SAVING = threading.Lock()  # a save and an orphan cleanup of this process never interleave
 
 
 def learn_basis(sample: np.ndarray, dim: int = COMPACT_DIM) -> np.ndarray | None:
@@ -200,13 +213,17 @@ class GlobalIndex:
         k = int(min(max(k, 1), max(self.index.ntotal, 1)))
         return self.index.search(self.project(vectors), k)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, index_file: str | None = None) -> dict[str, Any]:
+        """The checkpoint arrays; the FAISS index as bytes, or only its file name if ``index_file``."""
         out: dict[str, Any] = {
-            "index": faiss.serialize_index(self.index),
             "covered": np.array([self.covered], np.int64),
             "kind": np.array(self.kind),
             "version": np.array([self.version, self.learned_from], np.int64),
         }
+        if index_file is None:
+            out["index"] = faiss.serialize_index(self.index)
+        else:
+            out["index_file"] = np.array(index_file)
         if self.basis is not None:
             out["basis"] = self.basis
         if self.scale is not None:
@@ -214,8 +231,14 @@ class GlobalIndex:
         return out
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "GlobalIndex":
-        index = faiss.deserialize_index(np.asarray(state["index"], np.uint8))
+    def from_state(cls, state: dict[str, np.ndarray], folder: Path | None = None) -> "GlobalIndex":
+        """From :meth:`state`'s arrays; a named FAISS file is read from ``folder`` (one read)."""
+        if "index" in state:  # written before the FAISS index got its own file
+            index = faiss.deserialize_index(np.asarray(state["index"], np.uint8))
+        else:
+            if folder is None:
+                raise ValueError("this checkpoint names a FAISS file: pass its folder")
+            index = faiss.read_index(str(Path(folder) / str(state["index_file"])))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = IVF_NPROBE
         basis = np.asarray(state["basis"], np.float32) if "basis" in state else None
@@ -232,6 +255,76 @@ class GlobalIndex:
             "version": self.version,
             "learned_from": self.learned_from,
         }
+
+
+def save_global(folder: Path, g: GlobalIndex) -> str:
+    """Checkpoint ``g`` in ``folder``: a new FAISS file, then ``global.npz`` naming it, then cleanup.
+
+    Each file is written atomically, so at every moment ``global.npz`` names a complete
+    FAISS file: a crash before the npz is replaced leaves the previous pair (plus an orphan
+    that the next save removes). Readers that loaded the old pair keep what they read.
+    Returns the new FAISS file's name.
+    """
+    from cover_id.store_io import atomic_write
+
+    folder = Path(folder)
+    name = f"{FAISS_PREFIX}{secrets.token_hex(8)}.faiss"
+    with _SAVING:
+        with atomic_write(folder / name) as tmp:
+            faiss.write_index(g.index, str(tmp))
+            _fsync(tmp)
+        with atomic_write(folder / CHECKPOINT) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **g.state(index_file=name))
+                fh.flush()
+                os.fsync(fh.fileno())
+        _remove_orphans(folder)
+    return name
+
+
+def load_global(folder: Path) -> GlobalIndex:
+    """Open ``folder``'s checkpoint (either layout); the FAISS file is read once."""
+    folder = Path(folder)
+    for attempt in range(3):
+        with np.load(folder / CHECKPOINT, allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+        try:
+            return GlobalIndex.from_state(state, folder)
+        except RuntimeError:
+            # a writer replaced the pair between our two reads and removed the old file: read again
+            if attempt == 2 or "index_file" not in state or (folder / str(state["index_file"])).exists():
+                raise
+    raise AssertionError("unreachable")
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Remove FAISS files (and their unfinished temporaries) that ``global.npz`` does not name.
+
+    For the one writer of a folder (another process saving there at the same moment
+    could lose its new file); saves of this process wait for it.
+    """
+    with _SAVING:
+        return _remove_orphans(Path(folder))
+
+
+def _remove_orphans(folder: Path) -> list[Path]:
+    keep = None
+    try:
+        with np.load(folder / CHECKPOINT, allow_pickle=False) as z:
+            keep = str(z["index_file"]) if "index_file" in z.files else None
+    except (OSError, ValueError):
+        return []  # no readable checkpoint: leave everything as it is
+    gone = []
+    for p in [*folder.glob(f"{FAISS_PREFIX}*.faiss"), *folder.glob(f".{FAISS_PREFIX}*.faiss.*.tmp")]:
+        if p.name != keep:
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def is_stale(search: dict[str, Any] | None, n_refs: int) -> bool:

@@ -475,7 +475,7 @@ class IndexStore:
         """The shared compact index: checkpoint plus the slots added since."""
         import numpy as np
 
-        from cover_id.index.search import GlobalIndex
+        from cover_id.index.search import load_global
 
         disk = self._disk
         g = disk.shared.get("global")
@@ -484,9 +484,7 @@ class IndexStore:
         with disk.search_lock.write():
             g = disk.shared.get("global")
             if g is None:
-                ck = disk.path / "global.npz"
-                with np.load(ck, allow_pickle=False) as z:
-                    g = GlobalIndex.from_state({k: z[k] for k in z.files})
+                g = load_global(disk.path)
                 tail = np.arange(g.covered, disk.next_slot(), dtype=np.int64)
                 for chunk in disk.all_vectors(tail, "emb" if self.projection is not None else "raw"):
                     g.add(chunk)
@@ -503,8 +501,8 @@ class IndexStore:
     def relearn_search(self, show: bool = False) -> None:
         """Re-learn the compact basis and index from the stored full vectors (no feature extraction).
 
-        Writes ``global.npz`` then the manifest, each atomically; readers of this folder keep
-        the old index until they reopen it (the checkpoint describes itself, so a crash
+        Writes the FAISS file, ``global.npz`` naming it, then the manifest, each atomically;
+        readers of this folder keep the old index until they reopen it (the checkpoint describes itself, so a crash
         between the two files leaves a working index that the next run upgrades again).
         """
         from cover_id.index.build import build_global
@@ -674,10 +672,13 @@ class IndexStore:
         """Commit pending adds and removes (one transaction) and the manifest, if changed."""
         import numpy as np
 
+        from cover_id.index.search import remove_orphans
+
         target = Path(path or self.path or ".")
         if self.path is None or target.resolve() != Path(self.path).resolve():
             return self._rewrite(target)
         clean_stale(target)
+        remove_orphans(target)  # FAISS files of an interrupted checkpoint
         if self._pending or self._dead:
             disk = self._disk
             items = [
@@ -748,21 +749,14 @@ class IndexStore:
             return 0
 
     def checkpoint(self) -> None:
-        """Write the in-memory search structures to their checkpoint files (atomically)."""
-        import numpy as np
+        """Write the in-memory compact index to its checkpoint files (see :func:`search.save_global`)."""
+        from cover_id.index.search import save_global
 
         disk = self._disk
-        with disk.search_lock.read():
-            g = disk.shared.get("global")  # the vote index is only rewritten by compaction (it can be large)
-            parts = [("global.npz", g.state() if g is not None else None)]
-        for name, state in parts:
-            if state is None:
-                continue
-            with atomic_write(disk.path / name) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **state)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+        with disk.search_lock.read():  # the vote index is only rewritten by compaction (it can be large)
+            g = disk.shared.get("global")
+            if g is not None:
+                save_global(disk.path, g)
 
     def compact(self) -> None:
         """Rewrite the folder without tombstones; this snapshot moves to the new files."""
