@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -329,16 +329,6 @@ def _fit_voter(disk: "Disk", slots: "np.ndarray") -> Any:
     return voter
 
 
-def _save_npz(path: Path, arrays: dict[str, Any], atomic_write: Callable) -> None:
-    import numpy as np
-
-    with atomic_write(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
 def _write_manifest(path: Path, manifest: dict[str, Any], count: int) -> None:
     from cover_id.index.store import FORMAT_VERSION
     from cover_id.store_io import atomic_write
@@ -352,12 +342,12 @@ def _write_manifest(path: Path, manifest: dict[str, Any], count: int) -> None:
 
 
 def _save_arrays(folder: Path, encoder_state: dict[str, Any], projection: Any) -> None:
-    from cover_id.store_io import atomic_write
+    from cover_id.store_io import save_npz
 
     if encoder_state:
-        _save_npz(folder / "encoder_state.npz", encoder_state, atomic_write)
+        save_npz(folder / "encoder_state.npz", encoder_state)
     if projection is not None:
-        _save_npz(folder / "projection.npz", projection.to_arrays(), atomic_write)
+        save_npz(folder / "projection.npz", projection.to_arrays())
 
 
 def write_store(folder: Path, store: "IndexStore", projection: Any = "same", show: bool = False) -> None:
@@ -706,7 +696,7 @@ def _fit_codebook(job: _Job, disk: "Disk", folder: Path) -> None:
     import numpy as np
 
     from cover_id.features import Features
-    from cover_id.store_io import atomic_write
+    from cover_id.store_io import save_npz
 
     state_path = folder / "encoder_state.npz"
     if state_path.is_file():
@@ -723,7 +713,7 @@ def _fit_codebook(job: _Job, disk: "Disk", folder: Path) -> None:
     if not feats:
         raise CoverIdError("no readable reference images: nothing to index (see the skipped list)")
     job.encoder.fit_features(feats)
-    _save_npz(state_path, job.encoder.state(), atomic_write)
+    save_npz(state_path, job.encoder.state())
 
 
 def _encode_pending(job: _Job, disk: "Disk") -> None:

@@ -175,14 +175,6 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Disk:
     """Open files of one index folder, shared by every snapshot (store copy) of it."""
 
@@ -420,6 +412,8 @@ class Disk:
 
 def create_disk(path: Path, dim: int, emb_dim: int | None) -> Disk:
     path.mkdir(parents=True, exist_ok=True)
+    from cover_id.store_io import fsync_path
+
     disk = Disk(path, dim, emb_dim)
-    _fsync_path(path)
+    fsync_path(path)
     return disk

@@ -30,7 +30,6 @@ converts them.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable
@@ -49,7 +48,6 @@ _QTYPES = {4: faiss.ScalarQuantizer.QT_4bit, 6: faiss.ScalarQuantizer.QT_6bit, 8
 IVF_FROM = 100_000
 IVF_NPROBE = 48
 IVF_TRAIN = 100_000  # references the IVF lists are trained on (read in chunks)
-IVFPQ_FROM = IVF_FROM  # kept for version-1 checkpoints and callers
 CHECKPOINT = "global.npz"  # basis, scale, kind, version, covered, and the name of the FAISS file
 FAISS_PREFIX = "global-"  # FAISS files are global-<random>.faiss: a new name for every write
 _SAVING = threading.Lock()  # a save and an orphan cleanup of this process never interleave
@@ -265,19 +263,15 @@ def save_global(folder: Path, g: GlobalIndex) -> str:
     that the next save removes). Readers that loaded the old pair keep what they read.
     Returns the new FAISS file's name.
     """
-    from cover_id.store_io import atomic_write
+    from cover_id.store_io import atomic_write, fsync_path, save_npz
 
     folder = Path(folder)
     name = f"{FAISS_PREFIX}{secrets.token_hex(8)}.faiss"
     with _SAVING:
         with atomic_write(folder / name) as tmp:
             faiss.write_index(g.index, str(tmp))
-            _fsync(tmp)
-        with atomic_write(folder / CHECKPOINT) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **g.state(index_file=name))
-                fh.flush()
-                os.fsync(fh.fileno())
+            fsync_path(tmp)
+        save_npz(folder / CHECKPOINT, g.state(index_file=name))
         _remove_orphans(folder)
     return name
 
@@ -320,11 +314,6 @@ def _remove_orphans(folder: Path) -> list[Path]:
             p.unlink(missing_ok=True)
             gone.append(p)
     return gone
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
 
 
 def is_stale(search: dict[str, Any] | None, n_refs: int) -> bool:

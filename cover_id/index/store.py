@@ -553,10 +553,12 @@ class IndexStore:
                 if done:
                     break
                 want = min(total, want * 4)
-            if not g.exact:
+            if not g.exact:  # each candidate's full vector read once, however many views found it
+                cands = np.unique(out_i[out_i >= 0])
+                full = self._vectors(cands, "emb")
                 for q in range(n_q):
                     rows = out_i[q][out_i[q] >= 0]
-                    out_s[q, : len(rows)] = self._vectors(rows, "emb") @ vectors[q]
+                    out_s[q, : len(rows)] = full[np.searchsorted(cands, rows)] @ vectors[q]
         if self._pending:  # not yet committed: scored exactly, merged in
             n = len(self._live)
             pend = self.embed(np.stack([p[1] for p in self._pending]))

@@ -293,7 +293,7 @@ class Vocabulary:
         norms = self._c2_norms()
         for c in np.flatnonzero(np.diff(bounds)):
             a, b = bounds[c], bounds[c + 1]
-            d = xn[a:b, None] - 2.0 * (xs[a:b] @ self.c2[c].T) + norms[c][None, :]
+            d = _sq_dists(xs[a:b], self.c2[c], xn[a:b], norms[c])
             near = np.argmin(d, axis=1)[:, None] if m == 1 else np.argsort(d, axis=1)[:, :m]
             out[order[a:b]] = c * k2 + near
         return out
@@ -303,9 +303,13 @@ class Vocabulary:
         return self.nearest_words(x, 1)[:, 0]
 
 
-def _sq_dists(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """(n, k) squared distances of every row to every centroid."""
-    return (x * x).sum(1)[:, None] - 2.0 * (x @ centroids.T) + (centroids * centroids).sum(1)[None, :]
+def _sq_dists(
+    x: np.ndarray, centroids: np.ndarray, x_norms: np.ndarray | None = None, c_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, k) squared distances of every row to every centroid (squared norms computed unless given)."""
+    xn = (x * x).sum(1) if x_norms is None else x_norms
+    cn = (centroids * centroids).sum(1) if c_norms is None else c_norms
+    return xn[:, None] - 2.0 * (x @ centroids.T) + cn[None, :]
 
 
 def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
