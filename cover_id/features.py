@@ -66,6 +66,11 @@ class Features:
     def __len__(self) -> int:
         return int(self.xy.shape[0])
 
+    def take(self, idx: np.ndarray) -> "Features":
+        """The keypoints at ``idx`` (indices or a mask) of the same image, with their responses when known."""
+        response = self.response[idx] if self.response is not None else None
+        return Features(self.xy[idx], self.desc[idx], self.size, response)
+
 
 def empty_features(size: tuple[int, int]) -> Features:
     return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (int(size[0]), int(size[1])))
@@ -184,8 +189,7 @@ def strongest(feats: Features, n: int) -> Features:
     there are no more than ``n``, or no responses to rank by)."""
     if n <= 0 or len(feats) <= n or feats.response is None:
         return feats
-    keep = np.sort(np.argsort(-feats.response, kind="stable")[:n])
-    return Features(feats.xy[keep], feats.desc[keep], feats.size, feats.response[keep])
+    return feats.take(np.sort(np.argsort(-feats.response, kind="stable")[:n]))
 
 
 def pack_features(features: list[Features]) -> dict[str, np.ndarray]:

@@ -466,13 +466,13 @@ def outline_fit(store: "IndexStore", photo: "Photo", view: "View", m: "GeomMatch
     import cv2
     import numpy as np
 
-    from cover_id.identify.views import content_box
+    from cover_id.identify.views import reference_outline
 
-    if m.homography is None or photo.image is None:
+    if photo.image is None:
         return None
-    x0, y0, x1, y1 = content_box(store.features[m.ref_index])
-    corners = np.array([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]], np.float64)
-    ref = cv2.perspectiveTransform(corners, ref_to_processed(view, m)).reshape(-1, 2).astype(np.float32)
+    ref = reference_outline(store, m, view.to_photo)
+    if ref is None:
+        return None
     h, w = photo.image.shape[:2]
     frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     outline = np.asarray(quad.corners, np.float32)

@@ -69,22 +69,18 @@ class View:
         idx = np.flatnonzero(inside)
         local = np.full(len(xy), -1, np.int64)
         local[idx] = np.arange(len(idx))
-        response = full.feats.response[idx] if full.feats.response is not None else None
-        feats = Features(mapped[idx].astype(np.float32), full.feats.desc[idx], (w, h), response)
+        kept = full.feats.take(idx)
+        feats = Features(mapped[idx].astype(np.float32), kept.desc, (w, h), kept.response)
         return cls("crop", feats, local, np.linalg.inv(matrix), lambda: rectify(image, quad.corners))
 
     def subset(self, keep: "np.ndarray") -> "View":
         """The same view restricted to some keypoints (--multi explains matched covers away)."""
         import numpy as np
 
-        from cover_id.features import Features
-
         idx = np.flatnonzero(keep)
         local = np.full(len(self.feats), -1, np.int64)
         local[idx] = np.arange(len(idx))
-        response = self.feats.response[idx] if self.feats.response is not None else None
-        feats = Features(self.feats.xy[idx], self.feats.desc[idx], self.feats.size, response)
-        return View(self.name, feats, local, self.to_photo, self._make_image)
+        return View(self.name, self.feats.take(idx), local, self.to_photo, self._make_image)
 
 
 def photo_features(
