@@ -424,22 +424,22 @@ def test_vote_index_setting_is_checked(covers: Path, tmp_path: Path) -> None:
 
 
 def test_vocabulary_grows_with_the_collection() -> None:
-    from cover_id.index.vote import FINE_MAX, FINE_MIN, vocabulary_for
+    from cover_id.index.vote import COARSE_MAX, COARSE_MIN, WORDS_FINE, vocabulary_for
 
-    assert vocabulary_for(12_000_000) == (256, FINE_MIN, 655_360)  # ~10,000 references: as before
-    assert vocabulary_for(60_000_000)[1] == 1024  # ~50,000
+    assert vocabulary_for(12_000_000) == (COARSE_MIN, WORDS_FINE, 655_360)  # ~10,000 references: 256 x 256
+    assert vocabulary_for(60_000_000)[:2] == (1024, WORDS_FINE)  # ~50,000: more cells, not larger ones
     coarse, fine, train = vocabulary_for(1_200_000_000)  # ~1M: capped, trained on 10 descriptors a word
-    assert (coarse, fine, train) == (256, FINE_MAX, 10 * 256 * FINE_MAX)
-    sizes = [vocabulary_for(n)[1] for n in (0, 10**7, 10**8, 10**9, 10**10)]
+    assert (coarse, fine, train) == (COARSE_MAX, WORDS_FINE, 10 * COARSE_MAX * WORDS_FINE)
+    sizes = [vocabulary_for(n)[0] for n in (0, 10**7, 10**8, 10**9, 10**10)]
     assert sizes == sorted(sizes)
 
 
 def test_word_vote_index_is_sized_by_the_rule_and_recorded(covers: Path, tmp_path: Path, monkeypatch) -> None:
     from cover_id.index import vote
 
-    monkeypatch.setattr(vote, "WORDS_COARSE", 16)
-    monkeypatch.setattr(vote, "FINE_MIN", 4)
-    monkeypatch.setattr(vote, "FINE_MAX", 16)
+    monkeypatch.setattr(vote, "COARSE_MIN", 4)
+    monkeypatch.setattr(vote, "COARSE_MAX", 16)
+    monkeypatch.setattr(vote, "WORDS_FINE", 16)
     monkeypatch.setattr(vote, "POSTINGS_PER_WORD", 1)  # a "large" collection for these few descriptors
     out = tmp_path / "words"
     build_index(out, refs=covers, settings={**LOCAL, "vote_index": "words"}, show_progress=False)

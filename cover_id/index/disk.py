@@ -13,7 +13,7 @@ Layout::
     global-*.faiss    that FAISS index, a new name at every checkpoint (older indexes: inside global.npz)
     voter.faiss       keypoint-vote index of every descriptor, memory-mapped (small collections;
                       covers slots < manifest voter_covered)
-    voter_words/      or (past 200,000 references, or vote_index: words) visual-word lists with Hamming signatures:
+    voter_words/      or (past 5,000 references, or vote_index: words) visual-word lists with Hamming signatures:
                       vocab.npz in memory, postings.npy and sigs.npy memory-mapped
     encoder_state.npz state the encoder learned (local codebook); projection.npz: the head
 
