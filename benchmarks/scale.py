@@ -136,7 +136,7 @@ ident = Identifier(store, {"threads": int(sys.argv[3])})
 after_open = rss()
 pairs = json.loads(sys.argv[2])
 by_file = {r["filename"]: r["id"] for r in store.records}
-stages, ok, fa = {}, 0, 0
+stages, ok, fa, missed = {}, 0, 0, []
 for k, (photo, ref) in enumerate(pairs):
     r = ident.identify(photo)
     if k == 0:
@@ -146,9 +146,12 @@ for k, (photo, ref) in enumerate(pairs):
     good = r["match"] is not None and r["match"]["id"] == by_file[ref]
     ok += good and r["decision"] == "accept"
     fa += (not good) and r["decision"] == "accept"
+    if not (good and r["decision"] == "accept"):
+        missed.append([Path(photo).name, r["decision"], r["match"]["filename"] if r["match"] else None])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"open_s": t_open, "rss_import": base, "rss_open": after_open, "rss_peak": peak,
-                  "stages": stages, "accepted_correct": ok, "false_accepts": fa, "photos": len(pairs) - 1}))
+                  "stages": stages, "accepted_correct": ok, "false_accepts": fa, "photos": len(pairs) - 1,
+                  "not_accepted_correct": missed}))
 """
 
 
@@ -477,6 +480,9 @@ def replicate_words(src: Path, dst: Path, n: int, n_real: int, chunk: int = 10_0
     vocab["covered"] = np.array([n], np.int64)
     with open(dst / "vocab.npz", "wb") as fh:
         np.savez(fh, **vocab)
+    for name in ("c2.npy", "medians.npy"):  # the memory-mapped part of the vocabulary, where it has one
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
     return total
 
 
@@ -538,7 +544,7 @@ def main() -> None:
         print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
         print(
             f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, "
-            f"false accepts {m['false_accepts']}"
+            f"false accepts {m['false_accepts']}; not accepted-correct: {m.get('not_accepted_correct') or 'none'}"
         )
         runs = ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items())
         print(

@@ -389,8 +389,24 @@ def test_word_voter_streaming_build_equals_its_postings_sorted_by_word(covers: P
     assert np.array_equal(np.asarray(built.sigs), np.concatenate([g for _, g in enc])[order])
     loaded = WordVoter.load(tmp_path / "words")
     assert isinstance(loaded.postings, np.memmap) and not list((tmp_path / "words").glob("scratch.*"))
+    assert isinstance(loaded.vocab.c2, np.memmap) and isinstance(loaded.medians, np.memmap)  # not read on open
     for i, f in enumerate(feats):
         assert loaded.shortlist(f, 1)[0][0] == i == built.shortlist(f, 1)[0][0]
+        assert np.array_equal(loaded.votes(f), built.votes(f))
+
+    # lists written before the vocabulary was memory-mapped (c2 and medians inside vocab.npz) still open
+    old = tmp_path / "words"
+    with np.load(old / "vocab.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "c2_norms"}
+    arrays.update(c2=np.load(old / "c2.npy"), medians=np.load(old / "medians.npy"))
+    (old / "c2.npy").unlink()
+    (old / "medians.npy").unlink()
+    with open(old / "vocab.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    before = WordVoter.load(old)
+    assert not isinstance(before.vocab.c2, np.memmap)
+    for f in feats:
+        assert np.array_equal(before.votes(f), built.votes(f))
 
 
 def test_word_vote_index_serves_adds_deletes_and_compaction(covers: Path, tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS live_id ON refs(id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS by_id ON refs(id);
 CREATE INDEX IF NOT EXISTS by_file ON refs(filename);
 CREATE INDEX IF NOT EXISTS by_deleted ON refs(deleted);
+CREATE INDEX IF NOT EXISTS pending ON refs(slot) WHERE has_vec = 0;
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Several images of one item: every view's row names its item (NULL: a reference of its own).
@@ -218,11 +219,23 @@ class Disk:
         return rows[0][0] if rows else default
 
     def live_slots(self) -> "np.ndarray":
+        """Slots of the references in the collection (not deleted, vector stored), ascending."""
         import itertools
 
         import numpy as np
 
         with self.db_lock:
+            count, top = self.db.execute("SELECT COUNT(*), MAX(slot) FROM refs").fetchone()
+            if top is None:
+                return np.zeros(0, np.int64)
+            if count == top + 1:
+                # Slots 0..top without gaps (as appends number them): list only the few that are not live,
+                # through their indexes, instead of a Python value for each of up to millions of live rows.
+                cur = self.db.execute(
+                    "SELECT slot FROM refs WHERE deleted = 1 UNION SELECT slot FROM refs WHERE has_vec = 0"
+                )
+                gone = np.fromiter(itertools.chain.from_iterable(cur), dtype=np.int64)
+                return np.delete(np.arange(top + 1, dtype=np.int64), gone)
             cur = self.db.execute("SELECT slot FROM refs WHERE deleted = 0 AND has_vec = 1 ORDER BY slot")
             return np.fromiter(itertools.chain.from_iterable(cur), dtype=np.int64)  # no Python frame a row
 

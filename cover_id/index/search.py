@@ -139,7 +139,9 @@ class GlobalIndex:
         v = np.ascontiguousarray(vectors, np.float32)
         if self.basis is None:
             return v
-        p = v @ self.basis.T
+        # basis @ v.T, not v @ basis.T: with a few rows against a large basis (1,536 x 16,384: 96 MiB) the
+        # matrix product then streams the basis once instead of packing a copy of it (measured 2x faster)
+        p = np.ascontiguousarray((self.basis @ v.T).T)
         if self.scale is not None:
             p *= self.scale[None, :]
             p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)

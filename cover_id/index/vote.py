@@ -276,9 +276,14 @@ class Vocabulary:
         assert self.c2 is not None
         cached = getattr(self, "_norms", None)
         if cached is None or cached[0] is not self.c2:
-            cached = (self.c2, (self.c2 * self.c2).sum(2))
-            self._norms = cached
+            self.set_norms((self.c2 * self.c2).sum(2))
+            cached = self._norms
         return cached[1]
+
+    def set_norms(self, norms: np.ndarray) -> None:
+        """The second-level words' squared norms, as saved with them (a memory-mapped ``c2`` is not read to compute them)."""
+        assert self.c2 is not None
+        self._norms = (self.c2, np.asarray(norms, np.float32))
 
     def nearest_words(self, x: np.ndarray, m: int) -> np.ndarray:
         """(n, m) the ``m`` nearest words of every row within its nearest coarse cell, nearest first."""
@@ -316,9 +321,16 @@ def _sq_dists(
     return xn[:, None] - 2.0 * (x @ centroids.T) + cn[None, :]
 
 
+ASSIGN_ROWS = 32_768  # rows whose distances to every centroid are held at once (1,024 centroids: 128 MiB)
+
+
 def _assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid of every row."""
-    return np.argmin(_sq_dists(x, centroids), axis=1)
+    """Index of the nearest centroid of every row, a block of rows at a time (bounded memory)."""
+    cn = (centroids * centroids).sum(1)
+    out = np.empty(len(x), np.int64)
+    for a in range(0, len(x), ASSIGN_ROWS):
+        out[a : a + ASSIGN_ROWS] = np.argmin(_sq_dists(x[a : a + ASSIGN_ROWS], centroids, None, cn), axis=1)
+    return out
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -399,9 +411,14 @@ class WordVoter:
                 self.medians[word] = np.median(p[bounds[word] : bounds[word + 1]], 0)
 
     def _project(self, x: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """Random projection of each descriptor's residual to its word's centroid."""
+        """Random projection of each descriptor's residual to its word's centroid (a block of rows at a time)."""
         assert self.vocab.c2 is not None
-        return (x - self.vocab.c2.reshape(-1, 128)[words]) @ self.proj.T
+        c2 = self.vocab.c2.reshape(-1, 128)
+        out = np.empty((len(x), SIG_BITS), np.float32)
+        for a in range(0, len(x), ASSIGN_ROWS):
+            b = a + ASSIGN_ROWS
+            out[a:b] = (x[a:b] - c2[words[a:b]]) @ self.proj.T
+        return out
 
     def _signatures(self, x: np.ndarray, words: np.ndarray) -> np.ndarray:
         bits = (self._project(x, words) > self.medians[words]).astype(np.uint64)
@@ -479,14 +496,17 @@ class WordVoter:
         self.sigs = np.load(folder / "sigs.npy", mmap_mode="r")
 
     def _save_vocab(self, folder: Path) -> None:
+        """``vocab.npz`` plus the two large arrays as ``.npy`` files, which :meth:`load` memory-maps
+        (262,144 words: 192 MiB that opening would otherwise read and copy)."""
         assert self.vocab.c1 is not None and self.vocab.c2 is not None
+        np.save(folder / "c2.npy", np.ascontiguousarray(self.vocab.c2, np.float32))
+        np.save(folder / "medians.npy", np.ascontiguousarray(self.medians, np.float32))
         with open(folder / "vocab.npz", "wb") as fh:
             np.savez(
                 fh,
                 c1=self.vocab.c1,
-                c2=self.vocab.c2,
+                c2_norms=self.vocab._c2_norms(),
                 proj=self.proj,
-                medians=self.medians,
                 offsets=self.offsets,
                 idf=self.idf,
                 covered=np.array([self.covered], np.int64),
@@ -497,11 +517,17 @@ class WordVoter:
 
     @classmethod
     def load(cls, folder: Path) -> "WordVoter":
-        """Open saved lists; postings and signatures stay on disk (memory-mapped)."""
+        """Open saved lists; postings, signatures and the second-level words stay on disk (memory-mapped)."""
         v = cls()
         with np.load(folder / "vocab.npz", allow_pickle=False) as z:
-            v.vocab.c1, v.vocab.c2 = z["c1"], z["c2"]
-            v.proj, v.medians, v.offsets, v.idf = z["proj"], z["medians"], z["offsets"], z["idf"]
+            v.vocab.c1 = z["c1"]
+            if "c2" in z.files:  # lists written before the vocabulary was memory-mapped
+                v.vocab.c2, v.medians = z["c2"], z["medians"]
+            else:
+                v.vocab.c2 = np.load(folder / "c2.npy", mmap_mode="r")
+                v.medians = np.load(folder / "medians.npy", mmap_mode="r")
+                v.vocab.set_norms(z["c2_norms"])
+            v.proj, v.offsets, v.idf = z["proj"], z["offsets"], z["idf"]
             v.covered = int(z["covered"][0])
             p = z["params"]
             v.max_hamming, v.sigma, v.stop_fraction = int(p[0]), float(p[1]), float(p[2])
