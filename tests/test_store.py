@@ -486,3 +486,22 @@ def test_word_votes_read_the_shortest_lists_within_the_budget(covers: Path, tmp_
     assert sum(hits) >= store.size - 1
     again = WordVoter.load(words)
     assert again.max_postings == WordVoter().max_postings and again.assign == 2  # saved with the lists
+
+
+def test_live_slots_leave_out_tombstones_and_pending_rows(covers: Path, tmp_path: Path) -> None:
+    build_index(tmp_path / "i", refs=covers, settings=LOCAL, show_progress=False)
+    store = IndexStore.open(tmp_path / "i")
+    disk = store._disk
+    n = disk.next_slot()
+    assert disk.live_slots().tolist() == list(range(n))
+    with disk.transaction() as db:
+        db.execute("UPDATE refs SET deleted = 1 WHERE slot = 1")
+        db.execute("UPDATE refs SET has_vec = 0 WHERE slot = 3")
+
+    def plain() -> list[int]:
+        return [r[0] for r in disk.query("SELECT slot FROM refs WHERE deleted = 0 AND has_vec = 1 ORDER BY slot")]
+
+    assert disk.live_slots().tolist() == plain() == [s for s in range(n) if s not in (1, 3)]
+    with disk.transaction() as db:  # slots with a gap (not how appends number them): the plain listing
+        db.execute("DELETE FROM refs WHERE slot = 0")
+    assert disk.live_slots().tolist() == plain() == [s for s in range(1, n) if s not in (1, 3)]
