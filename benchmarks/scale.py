@@ -1,13 +1,14 @@
 """How the index engine scales: build, disk, memory, latency, accuracy and writes at N references.
 
-Each size indexes the 100 DVD references + 258 real distractor covers + generated
-distractor covers up to N. Generated covers are compositions of crops of the
-``distractors/`` images with printed text (never of a reference, so none holds
-a piece of a true cover). For every size it prints: build rate, disk, RSS after
-open and peak RSS while identifying (measured in a fresh process), per-stage
-latency p50/p95 over the 100 DVD photos, accepted-correct / false accepts, the
-latency of adding and deleting one reference, and an incremental ``index`` run
-with one changed file.
+Each size indexes the 100 DVD references + 258 real distractor covers + the books and
+paintings references (101 + 91) + generated distractor covers up to N. Generated covers
+are compositions of crops of the DVD ``distractors/`` images with printed text (never of a
+reference, so none holds a piece of a true cover). For every size it prints: build rate,
+disk, RSS after open and peak RSS while identifying (measured in a fresh process), per-stage
+latency p50/p95 over the 100 DVD photos, accepted-correct / false accepts on the DVD, books
+and paintings photos (and which photos were not accepted-correct), the latency of adding and
+deleting one reference, and an incremental ``index`` run with one changed file. An index
+cached before is first brought up to date with its references folder (incrementally).
 
     python benchmarks/scale.py --sizes 1000,10000 [--photos 100] [--threads 2]
 
@@ -25,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import CACHE, DVD, percentile, require_data, truth
+from common import CACHE, DATA, DVD, percentile, require_data, set_truth, truth
 
 SCALE = CACHE / "scale"
+OTHER_SETS = ("books", "paintings")  # measured beside the DVD photos, their references in every index
 WORDS = (
     "THE",
     "NIGHT",
@@ -98,7 +100,17 @@ def refs_for(n: int) -> Path:
             link = folder / sub / f.name
             if not link.exists():
                 os.symlink(f, link)
-    n_gen = max(0, n - 100 - len(sources))
+    extra = 0
+    for name in OTHER_SETS:  # the other dev sets' references, so their photos are measured at every size
+        src = DATA / name / "references"
+        if src.is_dir():
+            (folder / name / "references").mkdir(parents=True, exist_ok=True)
+            for f in sorted(src.iterdir()):
+                extra += 1
+                link = folder / name / "references" / f.name
+                if not link.exists():
+                    os.symlink(f, link)
+    n_gen = max(0, n - 100 - len(sources) - extra)
     (folder / "generated").mkdir(exist_ok=True)
     for k in range(n_gen):
         f = gen / f"gen_{k:07d}.jpg"
@@ -107,6 +119,9 @@ def refs_for(n: int) -> Path:
         link = folder / "generated" / f.name
         if not link.exists():
             os.symlink(f, link)
+    for link in (folder / "generated").iterdir():  # made for a folder without the other sets: N in all
+        if int(link.stem.split("_")[1]) >= n_gen:
+            link.unlink()
     return folder
 
 
@@ -136,29 +151,39 @@ ident = Identifier(store, {"threads": int(sys.argv[3])})
 after_open = rss()
 pairs = json.loads(sys.argv[2])
 by_file = {r["filename"]: r["id"] for r in store.records}
-stages, ok, fa, missed = {}, 0, 0, []
-for k, (photo, ref) in enumerate(pairs):
+stages, ok, fa, missed, sets = {}, 0, 0, [], {}
+for k, (name, photo, ref) in enumerate(pairs):
     r = ident.identify(photo)
     if k == 0:
         continue  # the first query loads the vote index
-    for key, v in r["timings_ms"].items():
-        stages.setdefault(key, []).append(v)
+    if name == "dvd-covers":  # latency: the DVD photos, as before
+        for key, v in r["timings_ms"].items():
+            stages.setdefault(key, []).append(v)
     good = r["match"] is not None and r["match"]["id"] == by_file[ref]
-    ok += good and r["decision"] == "accept"
-    fa += (not good) and r["decision"] == "accept"
+    row = sets.setdefault(name, {"photos": 0, "accepted_correct": 0, "false_accepts": 0})
+    row["photos"] += 1
+    row["accepted_correct"] += good and r["decision"] == "accept"
+    row["false_accepts"] += (not good) and r["decision"] == "accept"
     if not (good and r["decision"] == "accept"):
         missed.append([Path(photo).name, r["decision"], r["match"]["filename"] if r["match"] else None])
+dvd = sets.get("dvd-covers", {})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"open_s": t_open, "rss_import": base, "rss_open": after_open, "rss_peak": peak,
-                  "stages": stages, "accepted_correct": ok, "false_accepts": fa, "photos": len(pairs) - 1,
+                  "stages": stages, "accepted_correct": dvd.get("accepted_correct", 0),
+                  "false_accepts": dvd.get("false_accepts", 0), "photos": dvd.get("photos", 0), "sets": sets,
                   "not_accepted_correct": missed}))
 """
 
 
 def measure(index: Path, photos: int, threads: int) -> dict:
-    pairs = truth()[:photos]
+    """Identify in a fresh process: the first ``photos`` DVD photos and, where the index holds their
+    references, every books and paintings photo."""
+    pairs = [("dvd-covers", p, r) for p, r in truth()[:photos]]
+    for name in OTHER_SETS:
+        if (index / "manifest.json").is_file() and (DATA / name / "truth.csv").is_file():
+            pairs += [(name, p, f"{name}/{r}") for p, r in set_truth(name)]
     pairs = [pairs[0]] + pairs  # a warm-up query that is not counted
-    arg = json.dumps([[str(p), r] for p, r in pairs])
+    arg = json.dumps([[name, str(p), r] for name, p, r in pairs])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
         [sys.executable, "-c", RSS + MEASURE, str(index), arg, str(threads)], capture_output=True, text=True, env=env
@@ -532,6 +557,12 @@ def main() -> None:
             )
             build_s = time.perf_counter() - t
             print(f"[{n}] built {rep.indexed} references in {build_s:.0f}s ({rep.indexed / build_s:.1f} refs/s)")
+        else:  # an index cached before its refs folder grew (the other dev sets' references): bring it up to date
+            rep = build_index(
+                index, refs=refs, settings={"encoder": "local", "threads": args.threads}, show_progress=True
+            )
+            if rep.embedded or rep.removed:
+                print(f"[{n}] cached index brought up to date: {rep.embedded} added, {rep.removed} removed")
         m = measure(index, args.photos, args.threads)
         w = writes(index, refs, args.threads)
         st = {k: (percentile(v, 50), percentile(v, 95)) for k, v in m["stages"].items()}
@@ -543,8 +574,12 @@ def main() -> None:
         )
         print(f"[{n}] latency p50/p95 ms: " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in st.items()))
         print(
-            f"[{n}] DVD photos: accepted-correct {m['accepted_correct']}/{m['photos']}, "
-            f"false accepts {m['false_accepts']}; not accepted-correct: {m.get('not_accepted_correct') or 'none'}"
+            f"[{n}] "
+            + "; ".join(
+                f"{name}: accepted-correct {row['accepted_correct']}/{row['photos']}, false accepts {row['false_accepts']}"
+                for name, row in m["sets"].items()
+            )
+            + f"; not accepted-correct: {m.get('not_accepted_correct') or 'none'}"
         )
         runs = ", ".join(f"{k} file {v[0]:.1f}s" for k, v in w["incremental"].items())
         print(

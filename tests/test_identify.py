@@ -467,3 +467,17 @@ def test_content_boxes_are_remembered_by_their_keypoints(monkeypatch: pytest.Mon
     monkeypatch.setattr(views, "BOXES_KEPT", 3)  # bounded: full, it starts again
     views.content_box(Features(xy + 1, feats.desc, feats.size))
     assert len(views._boxes) == 1
+
+
+def test_a_photo_not_accepted_is_looked_at_wider_verifying_each_reference_once(world: dict, ident: Identifier) -> None:
+    from cover_id.identify.recipe import WIDER_LOOK
+
+    idf = Identifier(ident.store, {"threads": 2, "top_k": 2, "rerank_k": 2, "second_look": False})
+    counting = _Counting()
+    idf.reranker = counting
+    r = idf.identify(world["absent"])
+    assert r["decision"] != "accept" and r["timings_ms"]["wider_look"] > 0
+    assert len(counting.calls) == len(set(counting.calls))  # the first look's candidates are not verified again
+    assert 2 < len(counting.calls) <= 2 * WIDER_LOOK  # more than the first look's shortlist, within the wider one
+    r = idf.identify(world["photos"][5][0])
+    assert r["decision"] == "accept" and "wider_look" not in r["timings_ms"]  # accepted at once: no wider look

@@ -45,11 +45,18 @@ if TYPE_CHECKING:
     from cover_id.encoders.base import Encoder
     from cover_id.features import Features
     from cover_id.identify.decide import DecisionPolicy, Thresholds
+    from cover_id.identify.verify import Verifier
     from cover_id.identify.views import View
     from cover_id.index.store import IndexStore
     from cover_id.rerankers.base import Reranker
 
 SECOND_LOOK_FEATURES = 3000
+# A photo not accepted first has this many times rerank_k candidates verified (the same keypoints and
+# retrieval; the first rerank_k are not verified again) before any closer look. In a large collection a
+# cover can rank just past the usual shortlist when its photo has few keypoints or votes: at 50,000
+# references one DVD photo's cover was 23rd after fusion, at 10,000 one painting photo's (behind glass,
+# 320 keypoints) beyond 15th. Only photos that were not accepted pay for it.
+WIDER_LOOK = 2
 
 
 class Identifier:
@@ -186,7 +193,11 @@ class Identifier:
             covers = identify_multi(photo, lambda p, views, quad: self._look(store, p, views, quad, single=False))
         else:
             photo.full, views = make_views(photo.image, feats, photo.quads[0] if photo.quads else None)
-            covers = [self._look(store, photo, views, photo.quads[0] if photo.quads else None)]
+            quad = photo.quads[0] if photo.quads else None
+            covers = [self._look(store, photo, views, quad)]
+            if covers[0]["decision"] != "accept" and not contradicted(covers[0]):
+                with photo.timed("wider_look"):  # the same look over more candidates: it supersedes the first
+                    covers = [self._look(store, photo, views, quad, wider=WIDER_LOOK)]
             if covers[0]["decision"] != "accept" and self.config.second_look and not contradicted(covers[0]):
                 with photo.timed("second_look"):
                     closer = self._second_look(store, photo)
@@ -204,11 +215,19 @@ class Identifier:
         return photo_result(photo, covers, multi, exports, self.record())
 
     def _look(
-        self, store: "IndexStore", photo: Photo, views: "list[View]", quad: "Quad | None", single: bool = True
+        self,
+        store: "IndexStore",
+        photo: Photo,
+        views: "list[View]",
+        quad: "Quad | None",
+        single: bool = True,
+        wider: int = 1,
     ) -> dict[str, Any]:
         """Retrieve for every view, verify the fused shortlist in every view, decide: one cover's JSON.
 
         ``single``: one answer per photo (the most prominent cover; the others go to ``also_seen``).
+        ``wider``: verify this many times ``rerank_k`` candidates, reusing the retrieval and the
+        verifications of an earlier look at the same views.
         """
         from cover_id.identify import consistency, prominence, retrieve
         from cover_id.identify.decide import choose
@@ -218,21 +237,18 @@ class Identifier:
 
         assert photo.full is not None
         photo.views = views
-        top_k = self.config.top_k
-        verifier = Verifier(self.reranker, self._pool(), store, photo.full, views)
-        # The keypoint votes need only the keypoints: they are counted beside the embedding and the
-        # vector search, and the likeliest candidates are verified while they are.
-        voting = self._pool().submit(retrieve.votes, store, views, top_k) if self._overlap() else None
-        with photo.timed("embed"):
-            photo.vectors = retrieve.embed_views(self.encoder, store, views)
+        top_k = self.config.top_k * wider
+        if photo.retrieved is not None and photo.retrieved[0] is views:  # a wider look at the same views
+            verifier = photo.retrieved[1]
+            hits, voted = self._retrieve(store, photo, views, top_k, None)
+        else:
+            verifier = Verifier(self.reranker, self._pool(), store, photo.full, views)
+            hits, voted = self._retrieve(store, photo, views, top_k, verifier)
+        photo.retrieved = (views, verifier)
+        assert photo.vectors is not None
         with photo.timed("search"):
-            hits = retrieve.search(store, photo.vectors, top_k)
-            if voting is not None:
-                verifier.start(retrieve.likely(hits))
-                voted = voting.result()
-            else:
-                voted = retrieve.votes(store, views, top_k)
-            rows, cosines = retrieve.shortlist(store, views, photo.vectors, top_k, self.config.rerank_k, voted, hits)
+            limit = self.config.rerank_k * wider
+            rows, cosines = retrieve.shortlist(store, views, photo.vectors, top_k, limit, voted, hits)
         with photo.timed("rerank"):
             photo.variants = verifier.candidates(rows, cosines)
             photo.variants = collapse(store, photo.variants)  # an item's best view carries it
@@ -250,6 +266,32 @@ class Identifier:
             full_cosines = next((c.cosines for name, c in ordered if name == "full"), {})
             result["also_seen"] = prominence.also_seen(store, photo, others, full_cosines)
         return result
+
+    def _retrieve(
+        self, store: "IndexStore", photo: Photo, views: "list[View]", k: int, verifier: "Verifier | None"
+    ) -> "tuple[list[list[tuple[int, float]]], list[tuple[int, float]]]":
+        """The views' ``k`` nearest references by vector and the ``k`` most voted for (the views are embedded
+        first when ``verifier`` is given: a first look, whose likeliest candidates it starts verifying).
+
+        The keypoint votes need only the keypoints: they are counted beside the embedding and the
+        vector search, and the likeliest candidates are verified while they are.
+        """
+        from cover_id.identify import retrieve
+
+        voting = self._pool().submit(retrieve.votes, store, views, k) if self._overlap() else None
+        if verifier is not None:
+            with photo.timed("embed"):
+                photo.vectors = retrieve.embed_views(self.encoder, store, views)
+        assert photo.vectors is not None
+        with photo.timed("search"):
+            hits = retrieve.search(store, photo.vectors, k)
+            if voting is not None:
+                if verifier is not None:
+                    verifier.start(retrieve.likely(hits))
+                voted = voting.result()
+            else:
+                voted = retrieve.votes(store, views, k)
+        return hits, voted
 
     def _second_look(self, store: "IndexStore", photo: Photo) -> "tuple[Photo, dict[str, Any]] | None":
         """No confident answer at the usual size: look again with more pixels and keypoints.

@@ -49,6 +49,8 @@ class Photo:
     vectors: "np.ndarray | None" = None
     variants: "dict[str, Candidates]" = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
+    # (views, their Verifier) of the last look: a wider look at the same views verifies only what is new
+    retrieved: "tuple[Any, ...] | None" = field(default=None, repr=False)
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
