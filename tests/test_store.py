@@ -505,3 +505,15 @@ def test_live_slots_leave_out_tombstones_and_pending_rows(covers: Path, tmp_path
     with disk.transaction() as db:  # slots with a gap (not how appends number them): the plain listing
         db.execute("DELETE FROM refs WHERE slot = 0")
     assert disk.live_slots().tolist() == plain() == [s for s in range(1, n) if s not in (1, 3)]
+
+
+def test_top_votes_are_the_most_voted_ties_by_index() -> None:
+    from cover_id.index.vote import top_votes
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        votes = rng.integers(0, 6, 400).astype(np.float32)  # many ties
+        for top in (0, 1, 7, 25, 400, 500):
+            voted = np.flatnonzero(votes > 0)
+            want = voted[np.argsort(-votes[voted], kind="stable")][:top]
+            assert [i for i, _ in top_votes(votes, top)] == want.tolist()

@@ -200,9 +200,14 @@ class DescriptorVoter:
 def top_votes(votes: np.ndarray, top: int) -> list[tuple[int, float]]:
     """Best ``top`` (reference index, votes), most votes first (ties: lower index); zero-vote refs left out.
 
-    Only the references with votes are sorted (a few thousand, against 1M references in all).
+    Only the references with votes are looked at, and of those only the ones with at least the
+    ``top``-th most votes are sorted (tens of thousands are voted for in a 1M collection).
     """
     voted = np.flatnonzero(votes > 0)
+    if top > 0 and len(voted) > top:
+        counts = votes[voted]
+        kth = np.partition(counts, len(counts) - top)[len(counts) - top]  # the top-th largest
+        voted = voted[counts >= kth]  # ties with it included: the order below settles them by index
     order = voted[np.argsort(-votes[voted], kind="stable")][:top]
     return [(int(i), float(votes[i])) for i in order]
 
