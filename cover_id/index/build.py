@@ -329,18 +329,6 @@ def _fit_voter(disk: "Disk", slots: "np.ndarray") -> Any:
     return voter
 
 
-def _write_manifest(path: Path, manifest: dict[str, Any], count: int) -> None:
-    from cover_id.index.store import FORMAT_VERSION
-    from cover_id.store_io import atomic_write
-
-    out = {k: v for k, v in manifest.items() if k != "files"}
-    out.update(format=FORMAT_VERSION, count=count, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    with atomic_write(path / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
 def _save_arrays(folder: Path, encoder_state: dict[str, Any], projection: Any) -> None:
     from cover_id.store_io import save_npz
 
@@ -355,6 +343,7 @@ def write_store(folder: Path, store: "IndexStore", projection: Any = "same", sho
     import numpy as np
 
     from cover_id.index.disk import create_disk
+    from cover_id.index.store import write_manifest
 
     proj = store.projection if projection == "same" else projection
     enc_dim = int(store.encoder_spec.get("dim") or store.dim)
@@ -391,7 +380,7 @@ def write_store(folder: Path, store: "IndexStore", projection: Any = "same", sho
             manifest["dim"] = enc_dim
         _save_arrays(folder, store.encoder_state, proj)
         _build_search(disk, manifest, proj, show)
-        _write_manifest(folder, manifest, store.size)
+        write_manifest(folder, manifest, store.size)
         disk.checkpoint()
     finally:
         disk.close()
@@ -578,6 +567,7 @@ def _fresh(
     """Build into ``.<out>.building`` (resuming what an interrupted run left), then swap it in."""
 
     from cover_id.index.disk import Disk, create_disk
+    from cover_id.index.store import write_manifest
     from cover_id.progress import progress
     from cover_id.store_io import publish_dir
 
@@ -636,7 +626,7 @@ def _fresh(
         _save_arrays(building, job.encoder.state() if job.fittable else {}, job.projection)
         _build_search(disk, manifest, job.projection, job.show)
         manifest["build_seconds"] = round(time.perf_counter() - job.t0, 3)
-        _write_manifest(building, manifest, len(live))
+        write_manifest(building, manifest, len(live))
         report.indexed = len(live)
         report.embedded = len(live)
         disk.checkpoint()

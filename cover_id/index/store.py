@@ -42,6 +42,18 @@ VOTER_NN_MAX = 5_000
 WORDS_DIR = "voter_words"
 
 
+def write_manifest(folder: Path, manifest: Mapping[str, Any], count: int) -> dict[str, Any]:
+    """Write ``folder/manifest.json`` atomically and durably, with the format, ``count`` and the time
+    filled in (what the database holds, like ``files``, is left out); returns what was written."""
+    out = {k: v for k, v in manifest.items() if k not in VOLATILE}
+    out.update(format=FORMAT_VERSION, count=count, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    with atomic_write(folder / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    return out
+
+
 def pick_voter(n_refs: int, setting: str | None = None) -> str:
     """'nn' (a nearest-neighbour index of every reference descriptor) or 'words' (inverted lists)."""
     choice = (setting or "auto").lower()
@@ -724,13 +736,8 @@ class IndexStore:
                 disk.shared.pop("voter", None)
 
     def _write_manifest(self, target: Path) -> None:
-        out = {k: v for k, v in self.manifest.items() if k not in VOLATILE}
-        out.update(format=FORMAT_VERSION, count=self.size, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        out = write_manifest(target, self.manifest, self.size)
         self.manifest.update(count=out["count"], updated=out["updated"])
-        with atomic_write(target / "manifest.json") as tmp:
-            tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False))
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
         self._saved_manifest = self._manifest_text()
 
     def maintain(self) -> None:
