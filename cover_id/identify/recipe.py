@@ -51,12 +51,14 @@ if TYPE_CHECKING:
     from cover_id.rerankers.base import Reranker
 
 SECOND_LOOK_FEATURES = 3000
-# A photo not accepted first has this many times rerank_k candidates verified (the same keypoints and
-# retrieval; the first rerank_k are not verified again) before any closer look. In a large collection a
-# cover can rank just past the usual shortlist when its photo has few keypoints or votes: at 50,000
-# references one DVD photo's cover was 23rd after fusion, at 10,000 one painting photo's (behind glass,
-# 320 keypoints) beyond 15th. Only photos that were not accepted pay for it.
-WIDER_LOOK = 2
+# A photo not accepted first gets a wider look: each retrieval list WIDER_DEPTH times top_k deep (the compact
+# index re-scores as many more), WIDER_VERIFY times rerank_k candidates verified (the same keypoints and
+# vectors; the first look's candidates are not verified again), before any closer look. In a large collection
+# a cover can rank just past the usual lists when its photo has few keypoints or votes: at 50,000 references
+# one DVD photo's cover was 8th among 200 re-scored vector candidates but not among 50, and one painting
+# photo's (behind glass, 320 keypoints) 16th by votes only. Only photos that were not accepted pay for it.
+WIDER_DEPTH = 4
+WIDER_VERIFY = 2
 
 
 class Identifier:
@@ -197,7 +199,7 @@ class Identifier:
             covers = [self._look(store, photo, views, quad)]
             if covers[0]["decision"] != "accept" and not contradicted(covers[0]):
                 with photo.timed("wider_look"):  # the same look over more candidates: it supersedes the first
-                    covers = [self._look(store, photo, views, quad, wider=WIDER_LOOK)]
+                    covers = [self._look(store, photo, views, quad, depth=WIDER_DEPTH, wider=WIDER_VERIFY)]
             if covers[0]["decision"] != "accept" and self.config.second_look and not contradicted(covers[0]):
                 with photo.timed("second_look"):
                     closer = self._second_look(store, photo)
@@ -221,13 +223,15 @@ class Identifier:
         views: "list[View]",
         quad: "Quad | None",
         single: bool = True,
+        depth: int = 1,
         wider: int = 1,
     ) -> dict[str, Any]:
         """Retrieve for every view, verify the fused shortlist in every view, decide: one cover's JSON.
 
         ``single``: one answer per photo (the most prominent cover; the others go to ``also_seen``).
-        ``wider``: verify this many times ``rerank_k`` candidates, reusing the retrieval and the
-        verifications of an earlier look at the same views.
+        ``depth``: retrieve this many times ``top_k`` references per list; ``wider``: verify this many
+        times ``rerank_k`` candidates. A look at the same views as the last one reuses their vectors and
+        verifications.
         """
         from cover_id.identify import consistency, prominence, retrieve
         from cover_id.identify.decide import choose
@@ -237,7 +241,7 @@ class Identifier:
 
         assert photo.full is not None
         photo.views = views
-        top_k = self.config.top_k * wider
+        top_k = self.config.top_k * depth
         if photo.retrieved is not None and photo.retrieved[0] is views:  # a wider look at the same views
             verifier = photo.retrieved[1]
             hits, voted = self._retrieve(store, photo, views, top_k, None)
