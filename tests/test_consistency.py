@@ -283,6 +283,23 @@ def test_collection_variant_regions_are_where_printings_differ(printings_world: 
     assert 0 < regions.mask.mean() < 0.1
 
 
+def test_variant_regions_are_kept_while_the_collection_size_moves_little(
+    printings_world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cover_id.identify import consistency
+
+    store = printings_world["ident"].store
+    found = consistency.variant_regions(store)
+    assert store.shared["variant_regions"] == (store.size, found)
+    kept = consistency.VariantRegions(np.zeros((2, 2), np.float32), [])
+    monkeypatch.setattr(consistency, "REGION_REFRESH", 0.2)
+    store.shared["variant_regions"] = (store.size - 1, kept)  # one reference added since: within 20 %
+    assert consistency.variant_regions(store) is kept
+    store.shared["variant_regions"] = (2 * store.size, kept)  # half the collection deleted since: found again
+    again = consistency.variant_regions(store)
+    assert again is not kept and again is not None and np.array_equal(again.mask, found.mask)
+
+
 def test_a_printing_missing_from_the_collection_is_not_accepted_as_its_twin(printings_world: dict) -> None:
     ident, faces = printings_world["ident"], printings_world["faces"]
     r = ident.identify(_photo(faces["card_4"], 51))  # in the collection, one printing: accepted, verified

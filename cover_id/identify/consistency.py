@@ -20,7 +20,6 @@ verified homography (:mod:`cover_id.identify.appearance`):
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -337,6 +336,10 @@ OTHER_BETTER = 0.7
 UNLIKE = 0.9
 
 REGION_PRINTS = 16  # twin pairs whose prints are kept as known alternatives
+# The regions are found again once the collection's size has moved this much from the size they were found
+# at. Finding them searches REGION_SCAN references against the whole collection (6 s at 10,000 references
+# on 2 cores, more beyond): a reference added while serving must not cost the next photo that.
+REGION_REFRESH = 0.05
 
 
 @dataclass
@@ -345,10 +348,6 @@ class VariantRegions:
 
     mask: "np.ndarray"
     prints: "list[np.ndarray]"  # BGR uint8, each in its reference's comparison frame
-
-
-# Per collection snapshot (and its size: a snapshot being written grows): dropped with the snapshot.
-_regions: "weakref.WeakKeyDictionary[IndexStore, tuple[int, VariantRegions | None]]" = weakref.WeakKeyDictionary()
 
 
 def variant_twins(store: "IndexStore") -> list[tuple[int, int]]:
@@ -377,7 +376,8 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
     collection holding such twins shows where printings differ. A match is accepted only when
     the photo agrees with the reference there too (a printing absent from the collection must
     not pass as its twin). None when the collection has no such twins (DVDs, books, paintings).
-    Computed once per collection snapshot.
+    Kept with the open folder and found again when the collection's size has moved by more than
+    :data:`REGION_REFRESH` of the size they were found at.
     """
     import cv2
     import numpy as np
@@ -385,8 +385,8 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
     from cover_id.identify import appearance
     from cover_id.identify.views import content_box
 
-    cached = _regions.get(store)
-    if cached is not None and cached[0] == store.size:
+    cached = store.shared.get("variant_regions")
+    if cached is not None and abs(store.size - cached[0]) <= REGION_REFRESH * cached[0]:
         return cached[1]
     heat = np.zeros(REGION_SHAPE, np.float32)
     prints: list[np.ndarray] = []
@@ -407,7 +407,7 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
         heat += cv2.dilate((grid > 0.2).astype(np.float32), np.ones((3, 3), np.uint8))
     found = heat >= REGION_PAIRS
     regions = VariantRegions(found.astype(np.float32), prints) if found.any() else None
-    _regions[store] = (store.size, regions)
+    store.shared["variant_regions"] = (store.size, regions)
     return regions
 
 

@@ -587,6 +587,11 @@ class IndexStore:
         return out_s, out_i
 
     @property
+    def shared(self) -> dict[str, Any]:
+        """Structures worth keeping across the snapshots of this open folder (search indexes, caches)."""
+        return self._disk.shared
+
+    @property
     def has_voter(self) -> bool:
         return bool(self.manifest.get("voter", True)) and 0 < self.size
 
