@@ -283,21 +283,34 @@ def test_collection_variant_regions_are_where_printings_differ(printings_world: 
     assert 0 < regions.mask.mean() < 0.1
 
 
-def test_variant_regions_are_kept_while_the_collection_size_moves_little(
+def test_variant_regions_are_kept_while_the_collection_changes_little(
     printings_world: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cover_id.identify import consistency
+    from cover_id.index.store import IndexStore
 
     store = printings_world["ident"].store
     found = consistency.variant_regions(store)
-    assert store.shared["variant_regions"] == (store.size, found)
+    n, appended = store.size, store.appended
+    assert store.shared["variant_regions"] == (n, appended, found)
     kept = consistency.VariantRegions(np.zeros((2, 2), np.float32), [])
-    monkeypatch.setattr(consistency, "REGION_REFRESH", 0.2)
-    store.shared["variant_regions"] = (store.size - 1, kept)  # one reference added since: within 20 %
+    monkeypatch.setattr(consistency, "REGION_REFRESH", 0.3)
+    store.shared["variant_regions"] = (n - 1, appended - 1, kept)  # one reference added since: 2 of 7, within 30 %
     assert consistency.variant_regions(store) is kept
-    store.shared["variant_regions"] = (2 * store.size, kept)  # half the collection deleted since: found again
+    store.shared["variant_regions"] = (n, appended - n, kept)  # as many changed files since: found again
     again = consistency.variant_regions(store)
     assert again is not kept and again is not None and np.array_equal(again.mask, found.mask)
+
+    # the next process reads them from the index folder instead of looking again
+    reopened = IndexStore.open(store.path)
+    assert "variant_regions" not in reopened.shared
+    monkeypatch.setattr(consistency, "variant_twins", lambda s: pytest.fail("looked for twins again"))
+    read = consistency.variant_regions(reopened)
+    assert read is not None and np.array_equal(read.mask, found.mask) and len(read.prints) == len(found.prints)
+    assert all(np.array_equal(a, b) for a, b in zip(read.prints, found.prints))
+    (store.path / consistency.REGIONS_FILE).write_bytes(b"torn")  # an unreadable file: looked for again
+    monkeypatch.undo()
+    assert consistency.variant_regions(IndexStore.open(store.path)) is not None
 
 
 def test_a_printing_missing_from_the_collection_is_not_accepted_as_its_twin(printings_world: dict) -> None:

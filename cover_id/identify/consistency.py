@@ -21,6 +21,7 @@ verified homography (:mod:`cover_id.identify.appearance`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -336,9 +337,10 @@ OTHER_BETTER = 0.7
 UNLIKE = 0.9
 
 REGION_PRINTS = 16  # twin pairs whose prints are kept as known alternatives
-# The regions are found again once the collection's size has moved this much from the size they were found
-# at. Finding them searches REGION_SCAN references against the whole collection (6 s at 10,000 references
-# on 2 cores, more beyond): a reference added while serving must not cost the next photo that.
+# The regions are found again once the references deleted or appended since add up to this share of the
+# collection they were found in. Finding them searches REGION_SCAN references against the whole collection
+# (6 s at 10,000 references on 2 cores, more beyond): a reference added while serving must not cost the next
+# photo that.
 REGION_REFRESH = 0.05
 
 
@@ -376,8 +378,9 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
     collection holding such twins shows where printings differ. A match is accepted only when
     the photo agrees with the reference there too (a printing absent from the collection must
     not pass as its twin). None when the collection has no such twins (DVDs, books, paintings).
-    Kept with the open folder and found again when the collection's size has moved by more than
-    :data:`REGION_REFRESH` of the size they were found at.
+    Kept with the open folder and in it (:data:`REGIONS_FILE`, so the next process need not look
+    again), and found again once the references deleted or appended (added, changed) since add up
+    to more than :data:`REGION_REFRESH` of the collection they were found in.
     """
     import cv2
     import numpy as np
@@ -386,8 +389,14 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
     from cover_id.identify.views import content_box
 
     cached = store.shared.get("variant_regions")
-    if cached is not None and abs(store.size - cached[0]) <= REGION_REFRESH * cached[0]:
-        return cached[1]
+    if cached is None:
+        cached = _load_regions(store)
+    appended = store.appended
+    if cached is not None:
+        size, seen, regions = cached
+        if abs(store.size - size) + max(0, appended - seen) <= REGION_REFRESH * size:
+            store.shared["variant_regions"] = cached
+            return regions
     heat = np.zeros(REGION_SHAPE, np.float32)
     prints: list[np.ndarray] = []
     pairs = variant_twins(store)
@@ -407,8 +416,48 @@ def variant_regions(store: "IndexStore") -> "VariantRegions | None":
         heat += cv2.dilate((grid > 0.2).astype(np.float32), np.ones((3, 3), np.uint8))
     found = heat >= REGION_PAIRS
     regions = VariantRegions(found.astype(np.float32), prints) if found.any() else None
-    store.shared["variant_regions"] = (store.size, regions)
+    store.shared["variant_regions"] = (store.size, appended, regions)
+    _save_regions(store, (store.size, appended, regions))
     return regions
+
+
+REGIONS_FILE = "variant_regions.npz"  # a cache in the index folder: safe to delete, found again when missing
+
+
+def _load_regions(store: "IndexStore") -> "tuple[int, int, VariantRegions | None] | None":
+    """(size and appended count found at, regions) from the index folder, or None without a readable file."""
+    import numpy as np
+
+    if store.path is None:
+        return None
+    try:
+        with np.load(Path(store.path) / REGIONS_FILE, allow_pickle=False) as z:
+            size, seen = (int(x) for x in z["size"])
+            if "mask" not in z.files:
+                return size, seen, None
+            prints = [z[f"print_{k}"] for k in range(int(z["prints"][0]))]
+            return size, seen, VariantRegions(np.asarray(z["mask"], np.float32), prints)
+    except (OSError, ValueError, KeyError):  # missing, torn by hand, or from another version: look again
+        return None
+
+
+def _save_regions(store: "IndexStore", found: "tuple[int, int, VariantRegions | None]") -> None:
+    """Write the regions beside the index, atomically; a folder that cannot be written keeps none."""
+    import numpy as np
+
+    from cover_id.store_io import save_npz
+
+    if store.path is None:
+        return
+    size, seen, regions = found
+    arrays: dict[str, Any] = {"size": np.array([size, seen], np.int64)}
+    if regions is not None:
+        arrays.update(mask=regions.mask, prints=np.array([len(regions.prints)], np.int64))
+        arrays.update({f"print_{k}": p for k, p in enumerate(regions.prints)})
+    try:
+        save_npz(Path(store.path) / REGIONS_FILE, arrays)
+    except OSError:
+        pass
 
 
 def variant_cells(

@@ -14,8 +14,9 @@ Layout::
     voter.faiss       keypoint-vote index of every descriptor, memory-mapped (small collections;
                       covers slots < manifest voter_covered)
     voter_words/      or (past 5,000 references, or vote_index: words) visual-word lists with Hamming signatures:
-                      vocab.npz in memory, postings.npy and sigs.npy memory-mapped
+                      vocab.npz in memory; c2.npy, medians.npy (the words), postings.npy, sigs.npy memory-mapped
     encoder_state.npz state the encoder learned (local codebook); projection.npz: the head
+    variant_regions.npz  a cache of where the collection's printings differ (identify writes it; safe to delete)
 
 A write appends to the segment files past the committed ends, fsyncs them, then
 commits one SQLite transaction that makes the new rows (and tombstones) visible:

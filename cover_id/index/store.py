@@ -587,6 +587,12 @@ class IndexStore:
         return out_s, out_i
 
     @property
+    def appended(self) -> int:
+        """How many references were ever appended to this folder (the next slot): every add or changed file
+        counts, so it tells a collection that changed from one of the same size."""
+        return self._disk.next_slot()
+
+    @property
     def shared(self) -> dict[str, Any]:
         """Structures worth keeping across the snapshots of this open folder (search indexes, caches)."""
         return self._disk.shared
