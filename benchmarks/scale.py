@@ -151,7 +151,7 @@ ident = Identifier(store, {"threads": int(sys.argv[3])})
 after_open = rss()
 pairs = json.loads(sys.argv[2])
 by_file = {r["filename"]: r["id"] for r in store.records}
-stages, ok, fa, missed, sets = {}, 0, 0, [], {}
+stages, missed, sets = {}, [], {}
 for k, (name, photo, ref) in enumerate(pairs):
     r = ident.identify(photo)
     if k == 0:
@@ -317,8 +317,9 @@ def synthetic(
 
     The DVD photos' real descriptors and vectors are then timed in a fresh process:
     global search (k = 25, a vector for each of the photo's views: the whole photo and the detected
-    cover) + word shortlist (top 25, the photo's 500 strongest keypoints voting, as identify votes) per photo, one after the other and side by side (the votes on a second thread,
-    as identify runs them), p50/p95, RSS, open time.
+    cover) + word shortlist (top 25, the photo's 500 strongest keypoints voting, as identify votes)
+    per photo, one after the other and side by side (the votes on a second thread, as identify runs
+    them), p50/p95, RSS, open time.
 
     ``layout``: how the compact index is checkpointed, ``file`` (its own FAISS file beside
     ``global.npz``, as the engine writes it) or ``npz`` (the bytes inside ``global.npz``, as
@@ -411,10 +412,11 @@ def synthetic(
     enc = real.create_encoder()
     pairs = truth()[:100]
     # as identify looks: the photo's keypoints, its views (the whole photo and the detected cover), a vector each
-    detector = create("detectors", "quad", max_side=Settings().detect_side)
+    defaults = Settings()
+    detector = create("detectors", defaults.detector, max_side=defaults.detect_side)
     qfeats, qvecs = [], {}
     for i, (p, _) in enumerate(pairs):
-        image = read_image(p, max_side=Settings().max_side)
+        image = read_image(p, max_side=defaults.max_side)
         f = photo_features(image)
         quads = detector.detect(image, max_quads=1)
         _, views = make_views(image, f, quads[0] if quads else None)

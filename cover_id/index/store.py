@@ -14,7 +14,6 @@ one SQLite transaction, so readers of other snapshots never see half a change.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cover_id.errors import CoverIdError, IndexMismatchError
-from cover_id.store_io import atomic_write, clean_stale, discard, publish_dir, recover_dir, staging_dir
+from cover_id.store_io import atomic_write, clean_stale, discard, fsync_path, publish_dir, recover_dir, staging_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,8 +48,7 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any], count: int) -> dic
     out.update(format=FORMAT_VERSION, count=count, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     with atomic_write(folder / "manifest.json") as tmp:
         tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        fsync_path(tmp)
     return out
 
 
