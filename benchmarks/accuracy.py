@@ -16,6 +16,11 @@ retitled and relaid-out editions, which are not in the collection).
 ``--rotate 90`` (or 180, 270) turns every real photo's pixels clockwise before
 identifying it, as a photo stored sideways without an EXIF orientation tag:
 nothing in the pipeline should depend on which way up the photo is.
+
+``--degrade KIND`` identifies every real photo as a worse camera or a careless
+user would have taken it (:func:`decision_stress.degrade`: ``down640``,
+``jpeg10``, ``blur``, ``dark`` (underexposed and noisy), ``cutoff``), seeded per
+photo; the closed and open set see the same degraded pixels.
 """
 
 from __future__ import annotations
@@ -35,19 +40,28 @@ if TYPE_CHECKING:
 FIELDS = ("photos", "top1", "accepted_correct", "review", "reject", "false_accept", "open_not_accepted")
 
 
-def rotated(photo: Path, degrees: int) -> "Path | np.ndarray":
-    """The photo's pixels (EXIF orientation applied) turned ``degrees`` clockwise, or its path when 0."""
-    if not degrees:
+DEGRADE_KINDS = ("down640", "jpeg10", "blur", "dark", "cutoff")
+
+
+def rotated(photo: Path, degrees: int, degrade: str | None = None, seed: int = 0) -> "Path | np.ndarray":
+    """The photo's pixels (EXIF orientation applied) turned ``degrees`` clockwise and, with ``degrade``,
+    degraded (seeded by ``seed``); its path when neither."""
+    if not degrees and not degrade:
         return photo
     import numpy as np
 
     from cover_id.imageio import read_image
 
-    return np.ascontiguousarray(np.rot90(read_image(photo), k=-(degrees // 90)))
+    pixels = np.ascontiguousarray(np.rot90(read_image(photo), k=-(degrees // 90)))
+    if degrade:
+        from decision_stress import degrade as worsen
+
+        pixels = np.ascontiguousarray(worsen(pixels, degrade, np.random.default_rng(seed)))
+    return pixels
 
 
 def run_set(
-    name: str, encoder: str, rebuild: bool, limit: int, failures: bool, rotate: int = 0
+    name: str, encoder: str, rebuild: bool, limit: int, failures: bool, rotate: int = 0, degrade: str | None = None
 ) -> tuple[dict, list[dict]]:
     """One set's figures and its per-photo rows."""
     from cover_id.pipeline import Identifier
@@ -57,9 +71,9 @@ def run_set(
     pairs = set_truth(name)[: limit or None]
     by_file = {r["filename"]: r["id"] for r in store.records}
     closed, opened, rows = Counter(), Counter(), []
-    for photo, ref in pairs:
+    for n, (photo, ref) in enumerate(pairs):
         true_id = by_file[ref]
-        source = rotated(photo, rotate)
+        source = rotated(photo, rotate, degrade, seed=n)
         r = ident.identify(source, name=photo.name)
         got = r["match"]["id"] if r["match"] else None
         correct = got == true_id
@@ -162,17 +176,19 @@ def main() -> None:
     ap.add_argument(
         "--rotate", type=int, default=0, choices=(0, 90, 180, 270), help="turn every real photo clockwise first"
     )
+    ap.add_argument("--degrade", choices=DEGRADE_KINDS, default=None, help="worsen every real photo first")
     args = ap.parse_args()
     table, all_rows = {}, []
     t0 = time.perf_counter()
     for name in args.sets or list(SETS):
-        figures, rows = run_set(name, args.encoder, args.rebuild, args.limit, args.failures, args.rotate)
+        figures, rows = run_set(name, args.encoder, args.rebuild, args.limit, args.failures, args.rotate, args.degrade)
         table[name] = figures
         all_rows += rows
     if not args.no_generated:
         table["cards (generated)"] = card_figures(args.failures)
         table["editions (generated)"] = edition_figures(args.failures)
     turned = f", real photos turned {args.rotate} degrees clockwise" if args.rotate else ""
+    turned += f", real photos degraded ({args.degrade})" if args.degrade else ""
     print(f"encoder {args.encoder}{turned} ({time.perf_counter() - t0:.0f} s)")
     print(
         "| set | refs | photos | top-1 | accepted-correct | review | reject | false accepts | open set not accepted |"

@@ -1,8 +1,11 @@
 """Edition benchmark: other editions built from real DVD covers.
 
 An "other edition" keeps part of a real reference's artwork and replaces the
-rest: a new title block (another language or a re-release) or a new layout
-(the artwork scaled onto a new background with a new title band). The index
+rest: a new title block (another language or a re-release), a new layout
+(the artwork scaled onto a new background with a new title band), or new
+artwork under the same title band (a foreign edition whose title lettering is
+drawn the same; the artwork is a real painting from ``paintings/references``,
+not in the DVD index). The index
 holds the 100 DVD references and 258 distractor covers, not the editions.
 A photo of an edition must not be accepted as the original (``review`` naming
 it is right); photos of the unmodified originals, made the same way, are the
@@ -20,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from cardgen import SYLLABLES, photograph
-from common import CACHE, DVD, cli, cli_identify, refs_folder
+from common import CACHE, DATA, DVD, cli, cli_identify, refs_folder
 
 FONTS = (cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_DUPLEX)
 
@@ -39,9 +42,26 @@ def _title(img: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, 
         cv2.putText(img, line, (x0 + 8, int(y0 + step * (i + 1) + 10 * scale)), font, scale, ink, 2, cv2.LINE_AA)
 
 
+KINDS = ("original", "retitle", "relayout", "reart")
+
+
+def _artwork(rng: np.random.Generator) -> np.ndarray:
+    """A real image that is not in the DVD index: one of the paintings' references."""
+    paintings = sorted((DATA / "paintings" / "references").iterdir())
+    return cv2.imread(str(paintings[int(rng.integers(len(paintings)))]), cv2.IMREAD_COLOR)
+
+
 def make_edition(cover: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Another edition of ``cover``: ``retitle`` (keep the top, new title block) or ``relayout``."""
+    """Another edition of ``cover``: ``retitle`` (keep the top, new title block), ``relayout`` (the art
+    smaller on a new layout) or ``reart`` (keep a band at the top or bottom, 12-40 % of the height, where
+    DVD titles usually are; new artwork everywhere else)."""
     h, w = cover.shape[:2]
+    if kind == "reart":
+        keep, top = rng.uniform(0.12, 0.4), bool(rng.integers(2))
+        y0, y1 = (int(h * keep), h) if top else (0, int(h * (1 - keep)))
+        out = cover.copy()
+        out[y0:y1] = cv2.resize(_artwork(rng), (w, y1 - y0), interpolation=cv2.INTER_AREA)
+        return out
     if kind == "retitle":
         keep = rng.uniform(0.55, 0.75)
         out = cover.copy()
@@ -73,7 +93,7 @@ def measure(count: int = 50, seed: int = 0) -> tuple[list[tuple[str, str, str, s
     work.mkdir(parents=True, exist_ok=True)
     for n, ref in enumerate(picks):
         cover = cv2.imread(str(ref), cv2.IMREAD_COLOR)
-        for k, kind in enumerate(("original", "retitle", "relayout")):
+        for k, kind in enumerate(KINDS):
             photo = work / f"{ref.stem}_{kind}.jpg"
             if not photo.exists():
                 face = cover if kind == "original" else make_edition(cover, kind, np.random.default_rng(n * 10 + k))
@@ -101,7 +121,7 @@ def main() -> None:
         "| photos of | n | accepted as the original | review | of which naming the original | reject | other accepts |"
     )
     print("|---|---|---|---|---|---|---|")
-    for kind in ("original", "retitle", "relayout"):
+    for kind in KINDS:
         got = [(orig, d, f) for k, orig, d, f in rows if k == kind]
         as_orig = sum(1 for o, d, f in got if d == "accept" and f == o)
         review = sum(1 for o, d, f in got if d == "review")

@@ -11,7 +11,7 @@ import pytest
 from cover_id.encoders.base import Encoder
 from cover_id.geometry import overlap as iou
 from cover_id.geometry import overlap_over_smaller, polygon_area
-from cover_id.imageops import jpeg_thumbnail, shrink
+from cover_id.imageops import DIM_MEDIAN, DIM_TARGET, brighten_dim, jpeg_thumbnail, median_grey, shrink
 
 
 def test_shrink_only_ever_shrinks() -> None:
@@ -20,6 +20,32 @@ def test_shrink_only_ever_shrinks() -> None:
     assert small.shape == (150, 600, 3)
     assert shrink(img, 2000) is img and shrink(img, None) is img
     assert shrink(np.zeros((4, 4000), np.uint8), 100, min_side=8).shape == (8, 100)
+
+
+def test_median_grey_is_the_median() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    exact = float(np.median(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)))
+    assert abs(median_grey(img) - exact) <= 3
+    assert median_grey(np.full((40, 40), 77, np.uint8)) == 77
+
+
+def test_brighten_dim_lifts_only_dim_photos() -> None:
+    rng = np.random.default_rng(1)
+    lit = rng.integers(DIM_MEDIAN, 256, (300, 400, 3), dtype=np.uint8)
+    assert brighten_dim(lit) is lit  # a normally exposed photo is not touched
+    dim = (rng.random((300, 400, 3)) ** 2 * 90).astype(np.uint8)  # median grey about 20
+    out = brighten_dim(dim)
+    assert out.dtype == np.uint8 and out.shape == dim.shape
+    assert abs(median_grey(out) - DIM_TARGET) <= 12
+    order = np.argsort(dim.ravel(), kind="stable")
+    assert np.all(np.diff(out.ravel()[order].astype(int)) >= 0)  # a tone curve: the order of tones is kept
+    grey = cv2.cvtColor(dim, cv2.COLOR_BGR2GRAY)
+    assert median_grey(brighten_dim(grey)) > 2 * median_grey(grey)
+    on_a_dark_table = dim.copy()
+    on_a_dark_table[100:200, 150:250] = 235  # a lit cover: dim by the median, but with highlights
+    assert median_grey(on_a_dark_table) < DIM_MEDIAN and brighten_dim(on_a_dark_table) is on_a_dark_table
+    assert brighten_dim(np.zeros((0, 0, 3), np.uint8)).size == 0
 
 
 def test_jpeg_thumbnail_is_a_small_jpeg() -> None:

@@ -337,18 +337,19 @@ class Identifier:
 
     # ---- building blocks (also used by verify and serve) --------------------------------
     def read(self, source: Source, max_side: int | None = None) -> "tuple[np.ndarray, float]":
-        """The photo at processing size (longer side <= ``max_side``), and the factor back to its original pixels."""
+        """The photo at processing size (longer side <= ``max_side``), a dim one brightened
+        (:func:`~cover_id.imageops.brighten_dim`), and the factor back to its original pixels."""
         import numpy as np
 
         from cover_id.imageio import read_sized
-        from cover_id.imageops import shrink
+        from cover_id.imageops import brighten_dim, shrink
 
         max_side = int(max_side or self.config.max_side)
         if isinstance(source, np.ndarray):
             image = shrink(source, max_side)
-            return image, source.shape[1] / image.shape[1]
+            return brighten_dim(image), source.shape[1] / image.shape[1]
         image, (w0, _) = read_sized(source, max_side=max_side)
-        return image, w0 / image.shape[1]
+        return brighten_dim(image), w0 / image.shape[1]
 
     def features(self, image: "np.ndarray", multi: bool = False) -> "Features":
         """The photo's one RootSIFT pass (--multi looks closer: several covers share the keypoint budget)."""
