@@ -73,7 +73,7 @@ def brighten_dim(image: "np.ndarray") -> "np.ndarray":
     import cv2
     import numpy as np
 
-    if image.dtype != np.uint8 or image.size == 0:
+    if image.dtype != np.uint8 or image.size == 0 or (image.ndim == 3 and image.shape[2] != 3):
         return image
     median, highlights = grey_levels(image, (0.5, 0.99))
     if median >= DIM_MEDIAN or highlights >= DIM_HIGHLIGHTS:

@@ -46,6 +46,8 @@ def test_brighten_dim_lifts_only_dim_photos() -> None:
     on_a_dark_table[100:200, 150:250] = 235  # a lit cover: dim by the median, but with highlights
     assert median_grey(on_a_dark_table) < DIM_MEDIAN and brighten_dim(on_a_dark_table) is on_a_dark_table
     assert brighten_dim(np.zeros((0, 0, 3), np.uint8)).size == 0
+    four = np.zeros((20, 20, 4), np.uint8)
+    assert brighten_dim(four) is four  # not a BGR photo: left for the steps that reject it
 
 
 def test_jpeg_thumbnail_is_a_small_jpeg() -> None:
