@@ -113,9 +113,10 @@ def run_set(
 
 def card_figures(failures: bool) -> dict:
     """The card benchmark as one table row (closed: present cards and variants; open: absent ones)."""
-    from cards import measure
+    from cards import measure, telling_seen
 
     rows, base_of, _ = measure()
+    seen = telling_seen()
     closed = [r for r in rows if r[0].startswith("present")]
     opened = [r for r in rows if r[0].startswith("absent")]
     twin = sum(
@@ -128,7 +129,8 @@ def card_figures(failures: bool) -> dict:
             wrong = d != "accept" or got != key if group.startswith("present") else d == "accept"
             if wrong:
                 print(f"  cards/{group}/{key}: {d} {got} ({reason})", flush=True)
-    return {**_generated_figures(len(closed), closed, opened), "variant_confusions": twin}
+    hidden = sum(1 for r in closed if r[2] == "review" and seen.get(r[1], 1.0) < 0.5)
+    return {**_generated_figures(len(closed), closed, opened), "variant_confusions": twin, "review_hidden": hidden}
 
 
 def _generated_figures(references: int, closed: list[tuple], opened: list[tuple]) -> dict:
@@ -212,7 +214,9 @@ def main() -> None:
     if "cards (generated)" in table:
         print(
             f"cards: {table['cards (generated)']['variant_confusions']} accepted as a variant twin "
-            "(open set = absent cards and absent variants)"
+            "(open set = absent cards and absent variants); "
+            f"{table['cards (generated)']['review_hidden']} of the {table['cards (generated)']['review']} reviews "
+            "had the region telling the printing from its twins less than half seen (a finger, the frame edge, glare)"
         )
     if "editions (generated)" in table:
         e = table["editions (generated)"]

@@ -208,8 +208,24 @@ def _playmat(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return img
 
 
+# Where printings of one card differ (face pixels, x0, y0, x1, y1): what a photo must show to tell them apart.
+DIFFER_REGIONS = {
+    "set_code": (CARD_W - 152, 398, CARD_W - 48, 418),
+    "stamp": (CARD_W - 40, CARD_H - 36, CARD_W - 18, CARD_H - 16),
+}
+GLARE_HIDES = 90.0  # grey levels of glare added at a point: what was printed there is washed out
+
+
 def photograph(face: np.ndarray, seed: int, size: tuple[int, int] = (1280, 960)) -> np.ndarray:
     """A phone photo of the card: sleeve, hand or playmat, perspective, glare, blur, JPEG."""
+    return photograph_seen(face, seed, {}, size)[0]
+
+
+def photograph_seen(
+    face: np.ndarray, seed: int, regions: dict[str, tuple[int, int, int, int]], size: tuple[int, int] = (1280, 960)
+) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`photograph`, and for each of ``regions`` (face pixels) the fraction of it the photo shows:
+    inside the frame, not under a finger, not washed out by the glare (the same photo either way)."""
     rng = np.random.default_rng(seed)
     w, h = size
     card = face.astype(np.float32)
@@ -233,28 +249,31 @@ def photograph(face: np.ndarray, seed: int, size: tuple[int, int] = (1280, 960))
     warped = cv2.warpPerspective(card, m, (w, h), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones((ch, cw), np.float32), m, (w, h), flags=cv2.INTER_LINEAR)[..., None]
     img = warped * mask + scene * (1 - mask)
+    fingers = np.zeros((h, w), np.uint8)
     if setting == "hand":  # fingers over a lower corner
         corner = dst[int(rng.choice([2, 3]))]
         for k in range(3):
             c = (int(corner[0] + rng.uniform(-60, 60)), int(corner[1] - 30 * k + rng.uniform(-20, 20)))
-            cv2.ellipse(
-                img,
-                c,
-                (int(rng.uniform(80, 120)), 36),
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                (120, 150, 205),
-                -1,
-                cv2.LINE_AA,
-            )
+            axes, angle = (int(rng.uniform(80, 120)), 36), float(rng.uniform(0, 180))
+            cv2.ellipse(img, c, axes, angle, 0, 360, (120, 150, 205), -1, cv2.LINE_AA)
+            cv2.ellipse(fingers, c, axes, angle, 0, 360, 1, -1)
     ys, xs = np.ogrid[0:h, 0:w]  # glare
     gx, gy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.2, 0.8) * h
     sx, sy = rng.uniform(0.04, 0.1) * w, rng.uniform(0.04, 0.12) * h
-    img = img + np.exp(-(((xs - gx) / sx) ** 2 + ((ys - gy) / sy) ** 2))[..., None] * rng.uniform(90, 200)
+    glare = rng.uniform(90, 200)
+    img = img + np.exp(-(((xs - gx) / sx) ** 2 + ((ys - gy) / sy) ** 2))[..., None] * glare
+    seen = {}
+    offset = (cw - face.shape[1]) / 2  # the sleeve's margin
+    for name, (x0, y0, x1, y1) in regions.items():
+        grid = np.stack(np.meshgrid(np.linspace(x0, x1, 7), np.linspace(y0, y1, 5)), -1).reshape(-1, 1, 2) + offset
+        px, py = cv2.perspectiveTransform(grid.astype(np.float32), m).reshape(-1, 2).T
+        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+        xi, yi = np.clip(px.astype(int), 0, w - 1), np.clip(py.astype(int), 0, h - 1)
+        washed = np.exp(-(((px - gx) / sx) ** 2 + ((py - gy) / sy) ** 2)) * glare >= GLARE_HIDES
+        seen[name] = float(np.mean(inside & (fingers[yi, xi] == 0) & ~washed))
     img = img * rng.uniform(0.75, 1.1) + rng.uniform(-15, 15)
     img = np.clip(img, 0, 255).astype(np.uint8)
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.3))
     img = np.clip(img + rng.normal(0, rng.uniform(2, 5), img.shape), 0, 255).astype(np.uint8)
     _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(65, 92))])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR), seen

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import cv2
-from cardgen import make_set, photograph, render
+from cardgen import DIFFER_REGIONS, Card, make_set, photograph, photograph_seen, render
 from common import CACHE, DVD, cli, cli_identify
 
 
@@ -62,6 +62,37 @@ def measure(
     return rows, base_of, time.perf_counter() - t0
 
 
+def telling_seen(present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed: int = 0) -> dict[str, float]:
+    """For each card that has twins (other printings of its artwork, in the collection or not): the fraction
+    of the region telling it from them that its photo shows (the least seen of its set code and rarity
+    stamp, where those differ; 1.0 when a foil sheen over the art tells them apart). Photos are replayed
+    with the seeds :func:`measure` made them with: the same pixels."""
+    art_dir = DVD / "distractors"
+    present, absent, pvar, avar = make_set(
+        sorted(p.name for p in art_dir.iterdir()), present_n, absent_n, variants_n, seed
+    )
+    ordered = present + pvar + absent + avar
+    printings: dict[str, list[Card]] = {}
+    for c in ordered:
+        printings.setdefault(c.key.split("-v")[0], []).append(c)
+    out = {}
+    for n, c in enumerate(ordered):
+        twins = [t for t in printings[c.key.split("-v")[0]] if t.key != c.key]
+        if not twins:
+            continue
+        if any(t.foil != c.foil for t in twins):
+            out[c.key] = 1.0
+            continue
+        regions = {
+            "set_code": any(t.set_code != c.set_code for t in twins),
+            "stamp": any(t.rarity != c.rarity for t in twins),
+        }
+        wanted = {k: DIFFER_REGIONS[k] for k, differs in regions.items() if differs}
+        _, seen = photograph_seen(render(c, art_dir), seed * 100_000 + n, wanted)
+        out[c.key] = min(seen.values(), default=1.0)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--present", type=int, default=150)
@@ -79,8 +110,12 @@ def main() -> None:
         f"{count['absent']} absent, {count['absent_variant']} absent variants; "
         f"{len(rows)} photos ({secs:.0f} s)"
     )
-    print("| photos of | n | accepted-correct | review | reject | false accepts | accepted as its variant twin |")
-    print("|---|---|---|---|---|---|---|")
+    seen = telling_seen(args.present, args.absent, args.variants, args.seed)
+    print(
+        "| photos of | n | accepted-correct | review | of which the region telling it from its twin is "
+        "less than half seen | reject | false accepts | accepted as its variant twin |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for group in groups:
         g = [r[:4] for r in rows if r[0] == group]
         n = len(g)
@@ -93,13 +128,15 @@ def main() -> None:
             if d == "accept" and got != key and got is not None and base_of.get(key, key) == base_of.get(got, got)
         )
         review = sum(1 for r in g if r[2] == "review")
+        hidden = sum(1 for r in g if r[2] == "review" and seen.get(r[1], 1.0) < 0.5)
         reject = sum(1 for r in g if r[2] == "reject")
         acc = f"{correct / n:.1%}" if in_collection else "-"
-        print(f"| {group.replace('_', ' ')} | {n} | {acc} | {review} | {reject} | {false} | {twins} |")
+        print(f"| {group.replace('_', ' ')} | {n} | {acc} | {review} | {hidden} | {reject} | {false} | {twins} |")
         if args.failures:
             for _, key, d, got in g:
                 if (in_collection and (d != "accept" or got != key)) or (not in_collection and d == "accept"):
-                    print(f"    {key}: {d} {got}")
+                    telling = f", telling region {seen[key]:.0%} seen" if key in seen else ", no twin"
+                    print(f"    {key}: {d} {got}{telling}")
 
 
 if __name__ == "__main__":
