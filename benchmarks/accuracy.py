@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import SETS, set_index, set_truth
+from decision_stress import DEGRADATIONS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,10 +41,7 @@ if TYPE_CHECKING:
 FIELDS = ("photos", "top1", "accepted_correct", "review", "reject", "false_accept", "open_not_accepted")
 
 
-DEGRADE_KINDS = ("down640", "jpeg10", "blur", "dark", "cutoff")
-
-
-def rotated(photo: Path, degrees: int, degrade: str | None = None, seed: int = 0) -> "Path | np.ndarray":
+def photo_source(photo: Path, degrees: int, degrade: str | None = None, seed: int = 0) -> "Path | np.ndarray":
     """The photo's pixels (EXIF orientation applied) turned ``degrees`` clockwise and, with ``degrade``,
     degraded (seeded by ``seed``); its path when neither."""
     if not degrees and not degrade:
@@ -73,7 +71,7 @@ def run_set(
     closed, opened, rows = Counter(), Counter(), []
     for n, (photo, ref) in enumerate(pairs):
         true_id = by_file[ref]
-        source = rotated(photo, rotate, degrade, seed=n)
+        source = photo_source(photo, rotate, degrade, seed=n)
         r = ident.identify(source, name=photo.name)
         got = r["match"]["id"] if r["match"] else None
         correct = got == true_id
@@ -178,7 +176,7 @@ def main() -> None:
     ap.add_argument(
         "--rotate", type=int, default=0, choices=(0, 90, 180, 270), help="turn every real photo clockwise first"
     )
-    ap.add_argument("--degrade", choices=DEGRADE_KINDS, default=None, help="worsen every real photo first")
+    ap.add_argument("--degrade", choices=DEGRADATIONS, default=None, help="worsen every real photo first")
     args = ap.parse_args()
     table, all_rows = {}, []
     t0 = time.perf_counter()

@@ -24,6 +24,26 @@ import cv2
 from cardgen import DIFFER_REGIONS, Card, make_set, photograph, photograph_seen, render
 from common import CACHE, DVD, cli, cli_identify
 
+ART_DIR = DVD / "distractors"  # artwork from real images that are not references
+
+
+def card_set(present_n: int, absent_n: int, variants_n: int, seed: int) -> dict[str, list[Card]]:
+    """The set's printings by group (present, present_variant, absent, absent_variant), in the order their
+    photos are made: the n-th printing's photo has the seed :func:`photo_seed` gives."""
+    present, absent, pvar, avar = make_set(
+        sorted(p.name for p in ART_DIR.iterdir()), present_n, absent_n, variants_n, seed
+    )
+    return {"present": present, "present_variant": pvar, "absent": absent, "absent_variant": avar}
+
+
+def photo_seed(seed: int, n: int) -> int:
+    return seed * 100_000 + n
+
+
+def base_key(key: str) -> str:
+    """The card a printing is a variant of (``LOCH-EN004-v1`` -> ``LOCH-EN004``), or the card itself."""
+    return key.split("-v")[0]
+
 
 def measure(
     present_n: int = 150, absent_n: int = 40, variants_n: int = 30, seed: int = 0, rebuild: bool = False
@@ -32,26 +52,22 @@ def measure(
 
     Returns (rows of (group, card key, decision, matched key, reason), variant key -> its base key, seconds).
     """
-    art_dir = DVD / "distractors"  # artwork from real images that are not references
     work = CACHE / f"cards_{present_n}_{absent_n}_{variants_n}_{seed}"
     if rebuild and work.exists():
         shutil.rmtree(work)
-    present, absent, pvar, avar = make_set(
-        sorted(p.name for p in art_dir.iterdir()), present_n, absent_n, variants_n, seed
-    )
+    groups = card_set(present_n, absent_n, variants_n, seed)
     refs, photos = work / "refs", work / "photos"
-    groups = {"present": present, "present_variant": pvar, "absent": absent, "absent_variant": avar}
     if not refs.exists():
         refs.mkdir(parents=True, exist_ok=True)
         photos.mkdir(parents=True, exist_ok=True)
-        for n, c in enumerate(present + pvar + absent + avar):
-            face = render(c, art_dir)
-            if c in present or c in pvar:
+        for n, c in enumerate(c for cards in groups.values() for c in cards):
+            face = render(c, ART_DIR)
+            if c in groups["present"] or c in groups["present_variant"]:
                 cv2.imwrite(str(refs / f"{c.key}.jpg"), face, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            cv2.imwrite(str(photos / f"{c.key}.jpg"), photograph(face, seed=seed * 100_000 + n))
+            cv2.imwrite(str(photos / f"{c.key}.jpg"), photograph(face, seed=photo_seed(seed, n)))
     cli("index", "--refs", str(refs), "--out", str(work / "index"), "--rebuild")
 
-    base_of = {v.key: v.key.rsplit("-", 1)[0] for v in pvar + avar}
+    base_of = {v.key: base_key(v.key) for v in groups["present_variant"] + groups["absent_variant"]}
     t0 = time.perf_counter()
     rows = []
     for group, cards in groups.items():
@@ -67,17 +83,13 @@ def telling_seen(present_n: int = 150, absent_n: int = 40, variants_n: int = 30,
     of the region telling it from them that its photo shows (the least seen of its set code and rarity
     stamp, where those differ; 1.0 when a foil sheen over the art tells them apart). Photos are replayed
     with the seeds :func:`measure` made them with: the same pixels."""
-    art_dir = DVD / "distractors"
-    present, absent, pvar, avar = make_set(
-        sorted(p.name for p in art_dir.iterdir()), present_n, absent_n, variants_n, seed
-    )
-    ordered = present + pvar + absent + avar
+    ordered = [c for cards in card_set(present_n, absent_n, variants_n, seed).values() for c in cards]
     printings: dict[str, list[Card]] = {}
     for c in ordered:
-        printings.setdefault(c.key.split("-v")[0], []).append(c)
+        printings.setdefault(base_key(c.key), []).append(c)
     out = {}
     for n, c in enumerate(ordered):
-        twins = [t for t in printings[c.key.split("-v")[0]] if t.key != c.key]
+        twins = [t for t in printings[base_key(c.key)] if t.key != c.key]
         if not twins:
             continue
         if any(t.foil != c.foil for t in twins):
@@ -88,7 +100,7 @@ def telling_seen(present_n: int = 150, absent_n: int = 40, variants_n: int = 30,
             "stamp": any(t.rarity != c.rarity for t in twins),
         }
         wanted = {k: DIFFER_REGIONS[k] for k, differs in regions.items() if differs}
-        _, seen = photograph_seen(render(c, art_dir), seed * 100_000 + n, wanted)
+        _, seen = photograph_seen(render(c, ART_DIR), photo_seed(seed, n), wanted)
         out[c.key] = min(seen.values(), default=1.0)
     return out
 

@@ -29,6 +29,9 @@ from common import dvd_index, percentile, truth
 FEATURES = ("score", "inliers", "cells", "inlier_ratio", "explained")
 
 
+DEGRADATIONS = ("down640", "jpeg10", "blur", "dark", "cutoff")  # the kinds :func:`degrade` knows
+
+
 def degrade(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """A real photo as a worse camera or a careless user would have taken it."""
     h, w = image.shape[:2]
@@ -65,7 +68,7 @@ def main() -> None:
     ap.add_argument("--synth", type=int, default=40, help="covers photographed synthetically at strength 1.0")
     ap.add_argument("--hard", type=int, default=20, help="covers photographed synthetically at strength 1.6")
     ap.add_argument("--photos", type=int, default=12, help="real photos, each degraded in every way")
-    ap.add_argument("--kinds", default="down640,jpeg10,blur,dark,cutoff")
+    ap.add_argument("--kinds", default=",".join(DEGRADATIONS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
