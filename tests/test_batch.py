@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cover_id.cli import app
-from cover_id.commands.identify import batch_workers, in_order
+from cover_id.commands.identify import batch_workers, in_order, use_processes
 from cover_id.index.build import AUTO_WORKERS_FROM, auto_workers, build_index
 from cover_id.runtime import thread_count
 
@@ -37,16 +39,24 @@ def test_parallel_identify_equals_sequential_on_dev_photos(dvd: Path, tmp_path: 
     build_index(tmp_path / "idx", refs=refs, settings={"encoder": "local"}, show_progress=False)
     photos = tmp_path / "photos"
     photos.mkdir()
-    for n in (1, 2, 3, 11, 30):  # e63_030 shows a cover that is not in this collection
+    shown = (1, 2, 3, 4, 6, 7, 8, 11, 30)  # e63_030 shows a cover that is not in this collection
+    for n in shown:
         (photos / f"e63_{n:03d}.jpg").symlink_to(dvd / "photos" / f"e63_{n:03d}.jpg")
     (photos / "e63_005.jpg").write_bytes(b"not a jpeg")  # one bad file: one error entry in its place
+    assert use_processes(len(shown), 2, "local") and not use_processes(3, 2, "local")
 
     runs = {}
-    for workers in (1, 2):
+    for workers in (1, 2):  # in turn, then on two worker processes
         args = ["identify", str(photos), "--index", str(tmp_path / "idx"), "--json"]
         res = CliRunner().invoke(app, [*args, "--workers", str(workers), "--session", f"w{workers}"])
         assert res.exit_code == 1, res.output  # some photo failed, the batch went on
         runs[workers] = [json.loads(line) for line in res.stdout.splitlines()]
+    few = [str(photos / f"e63_{n:03d}.jpg") for n in (1, 2, 30)]  # too few photos for processes: two threads
+    res = CliRunner().invoke(app, ["identify", *few, "--index", str(tmp_path / "idx"), "--json", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    on_threads = [json.loads(line) for line in res.stdout.splitlines()]
+    by_name = {r["input"]: r for r in runs[1]}
+    assert [_without_timings(r) for r in on_threads] == [_without_timings(by_name[r["input"]]) for r in on_threads]
 
     seq, par = runs[1], runs[2]
     assert [r["input"] for r in seq] == [r["input"] for r in par] == sorted(r["input"] for r in seq)
@@ -104,6 +114,29 @@ def test_in_order_passes_on_an_error_and_stops_cleanly() -> None:
     assert out == [0, 1, 2]
 
 
+def _square_or_die(i: int) -> int:
+    if i == 3:
+        os._exit(1)  # a worker process killed mid-photo (a crash in a native library, the OOM killer)
+    return i * i
+
+
+def test_in_order_survives_a_worker_process_that_dies() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pools = []
+
+    def make(n: int) -> ProcessPoolExecutor:
+        pools.append(n)
+        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+
+    out = list(in_order(_square_or_die, range(8), 2, make, lost=lambda i: -i))
+    assert out == [0, 1, 4, -3, 16, 25, 36, 49]  # the lost item in its place, the others all done
+    assert pools[0] == 2 and pools[-1] == 2 and 1 in pools  # the suspects were run one at a time
+    with pytest.raises(BrokenProcessPool):  # without ``lost`` a dead worker is the caller's to handle
+        list(in_order(_square_or_die, range(8), 2, make))
+
+
 def test_default_worker_counts() -> None:
     cores = thread_count(0)
     assert auto_workers(AUTO_WORKERS_FROM - 1) == 1 and auto_workers(500) == cores and auto_workers(500, 3) == 3
@@ -119,3 +152,27 @@ def test_workers_below_one_is_a_clear_error(tmp_path: Path) -> None:
     ):
         res = subprocess.run([sys.executable, "-m", "cover_id", *args], capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and res.stderr.strip() == "error: --workers must be at least 1 (got 0)", res.stderr
+
+
+def test_identify_runs_blas_on_one_thread_and_keeps_freed_memory(covers: Path, tmp_path: Path) -> None:
+    """The identifier's pool is the parallelism: every loaded BLAS gets one thread (their default, one per core,
+    had read its count before any command could set it), and glibc keeps freed blocks for the next photo."""
+    import platform
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cover_id.pipeline import Identifier
+    from cover_id.runtime import keep_freed_memory
+
+    build_index(tmp_path / "idx", refs=covers, settings={"encoder": "local"}, show_progress=False)
+    with threadpool_limits(2, user_api="blas"):  # as a library loaded on a 2-core machine starts
+        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {2}
+        identifier = Identifier.from_index(tmp_path / "idx", {"threads": 2})
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
+        assert identifier.identify(next(covers.glob("*.jpg")))["decision"] == "accept"
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    set_by_environment = any(
+        k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+    )
+    assert keep_freed_memory() is (on_glibc and not set_by_environment)

@@ -71,11 +71,12 @@ class Identifier:
     def __init__(self, store: "IndexStore", settings: "Mapping[str, Any] | Settings | None" = None) -> None:
         from cover_id.config import Settings
         from cover_id.plugins import create
-        from cover_id.runtime import set_threads
+        from cover_id.runtime import one_blas_thread, set_threads
 
         self.config = settings if isinstance(settings, Settings) else Settings.from_mapping(settings or {})
         self.settings: dict[str, Any] = self.config.as_dict()  # the same values, for code that reads a dict
         set_threads(self.config.threads)
+        one_blas_thread()  # the parallelism is this Identifier's pool (steps and candidates side by side)
         self.store = store
         self.encoder: Encoder = store.create_encoder({"device": self.config.device})
         detector_options = {"max_side": self.config.detect_side} if self.config.detect_side else {}
