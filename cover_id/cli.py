@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         rc = app(args=argv, prog_name="cover-id", standalone_mode=False)
+        if rc == 130:  # Ctrl-C inside a command: typer catches it and returns 130 (it does not raise)
+            raise KeyboardInterrupt
         if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
             sys.exit(rc)
     except click_errors.NoArgsIsHelpError as exc:  # bare `cover-id`: the help is the answer

@@ -176,3 +176,38 @@ def test_identify_runs_blas_on_one_thread_and_keeps_freed_memory(covers: Path, t
         k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
     )
     assert keep_freed_memory() is (on_glibc and not set_by_environment)
+
+
+def test_ctrl_c_stops_a_batch_on_worker_processes(covers: Path, tmp_path: Path) -> None:
+    """Ctrl-C mid-batch: the results so far are out, one line says why it stopped, exit code 130, and no
+    worker process is left behind."""
+    import shutil
+    import signal
+
+    build_index(tmp_path / "idx", refs=covers, settings={"encoder": "local"}, show_progress=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sources = sorted(covers.glob("*.jpg"))
+    for k in range(200):
+        shutil.copy(sources[k % len(sources)], photos / f"p{k:03d}.jpg")
+    assert use_processes(200, 2, "local")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cover_id", "identify", str(photos), "--index", str(tmp_path / "idx"), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the workers are found by it below
+    )
+    assert proc.stdout is not None and json.loads(proc.stdout.readline())["decision"] == "accept"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert len(out.splitlines()) < 199  # stopped early
+    deadline = time.time() + 10
+    while True:
+        try:
+            os.killpg(proc.pid, 0)  # anything left in the batch's process group?
+        except ProcessLookupError:
+            break
+        assert time.time() < deadline, "worker processes outlived the interrupted batch"
+        time.sleep(0.1)

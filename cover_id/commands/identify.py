@@ -336,7 +336,8 @@ def identify(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Photos identified at once, sharing one loaded index (default: one per CPU thread; 1 for one photo).",
+        help="Photos identified at once (default: one per CPU thread; 1 for one photo); a local-engine batch of "
+        "4+ photos per worker runs them in worker processes.",
     ),
     session: str | None = typer.Option(
         None, "--session", help="Add the results to this scan session (created if new; shared with `serve`)."
