@@ -193,10 +193,11 @@ def in_order(
 
 # ---- a batch on worker processes -------------------------------------------------------------
 # Threads share one loaded index, but the pure-Python parts of a photo's work (outline grouping,
-# consistency checks, many small numpy calls) hold the GIL: on 2 cores, 100 dev photos took 12.7-13.8 s
-# on two threads and 10.5-10.9 s on two processes. Each process opens the index itself (memory-mapped:
-# the pages are shared) and loads its own encoder, so a neural encoder's weights would be held twice:
-# processes are used for the weight-free local engine and for batches long enough to pay their start.
+# consistency checks, many small numpy calls) hold the GIL: on 2 cores, 100 dev photos on two processes
+# took x0.78 the wall time and x0.87 the CPU of two threads (median of 4, alternating). Each process opens
+# the index itself (memory-mapped: the pages are shared) and loads its own encoder, so a neural encoder's
+# weights would be held twice: processes are used for the weight-free local engine and for batches long
+# enough to pay their start.
 PROCESSES_FROM = 4  # photos per worker from which a batch runs on processes
 
 _worker: Any = None  # in a worker process: (its Identifier, the batch's constant arguments)
@@ -215,7 +216,7 @@ def start_worker(index: str, settings: dict[str, Any], many: bool, options: dict
     threads = str(max(1, int(settings.get("threads") or 1)))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it finishes the photos in hand
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers itself
     from cover_id.pipeline import Identifier
 
     global _worker
