@@ -197,6 +197,8 @@ def test_ctrl_c_stops_a_batch_on_worker_processes(covers: Path, tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: the workers are found by it below
+        # Ctrl-C's default action, even when this test runs where SIGINT is ignored (a background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None and json.loads(proc.stdout.readline())["decision"] == "accept"
     proc.send_signal(signal.SIGINT)
