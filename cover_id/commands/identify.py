@@ -209,13 +209,9 @@ def use_processes(n_photos: int, workers: int, encoder: str) -> bool:
 
 
 def start_worker(index: str, settings: dict[str, Any], many: bool, options: dict[str, Any]) -> None:
-    """Set up one batch process: its thread budget before any library reads it, then the index."""
-    import os
+    """Set up one batch process: the index, with its share of the threads (the Identifier sets them)."""
     import signal
 
-    threads = str(max(1, int(settings.get("threads") or 1)))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers itself
     from cover_id.pipeline import Identifier
 
@@ -223,15 +219,22 @@ def start_worker(index: str, settings: dict[str, Any], many: bool, options: dict
     _worker = (Identifier.from_index(Path(index), settings), many, options)
 
 
-def identify_in_worker(item: tuple[Path, str | None]) -> dict[str, Any]:
-    """One photo's result in a worker process (:func:`start_worker`)."""
+def identify_item(
+    identifier: Any, item: tuple[Path, str | None], many: bool, options: dict[str, Any]
+) -> dict[str, Any]:
+    """One batch entry's result: its error when :func:`expand_inputs` found one, else :func:`identify_one`."""
     from cover_id.imageio import display_name
 
     src, problem = item
     if problem is not None:
         return error_entry(display_name(src), problem)
-    identifier, many, options = _worker
     return identify_one(identifier, src, many, **options)
+
+
+def identify_in_worker(item: tuple[Path, str | None]) -> dict[str, Any]:
+    """One batch entry's result in a worker process (:func:`start_worker`)."""
+    identifier, many, options = _worker
+    return identify_item(identifier, item, many, options)
 
 
 def process_pool(index: Path, settings: dict[str, Any], many: bool, options: dict[str, Any]) -> Callable[[int], Any]:
@@ -356,7 +359,6 @@ def identify(
 
     from cover_id.config import load_settings
     from cover_id.errors import CoverIdError
-    from cover_id.imageio import display_name
     from cover_id.index.store import IndexStore
     from cover_id.pipeline import Identifier
     from cover_id.progress import progress
@@ -393,10 +395,7 @@ def identify(
             make_thread_safe(identifier)  # per-thread detector and re-ranker
 
         def run(item: tuple[Path, str | None]) -> dict[str, Any]:
-            src, problem = item
-            if problem is not None:
-                return error_entry(display_name(src), problem)
-            return identify_one(identifier, src, many, **exports)
+            return identify_item(identifier, item, many, exports)
 
         make_pool = None
     from cover_id.collect import CliCollector
